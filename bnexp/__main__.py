@@ -1,0 +1,5 @@
+import sys
+
+from bnexp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,233 @@
+"""Figures as data: the runs each figure needs per scale, its plot, and its claims.
+
+A :class:`Figure` names, for every scale (``smoke`` for tests, ``quick`` for a CPU in minutes, ``paper`` for
+the paper's sizes, seeds and run counts), the runs it reads as :class:`RunGrid` s (an experiment config plus
+overrides and a grid). ``plot`` turns the loaded runs into a matplotlib figure (mean and 95% CI over seeds);
+``claims`` turns them into :class:`Claim` s: a number computed from our runs compared with the paper's
+statement under an explicit tolerance. Figure modules (one per paper) register their figures in
+:data:`REGISTRY`; ids are ``<paper>/<fig>``, and a bare ``figN`` means ``rank/figN``.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bnexp import config, results
+from bnexp.errors import ConfigError
+
+SCALES = ("smoke", "quick", "paper")
+
+
+@dataclass(frozen=True)
+class RunGrid:
+    """The runs of one experiment: fixed overrides plus a grid swept as a Hydra multirun.
+
+    Keys the grid leaves out keep the experiment's own sweep (``hydra.sweeper.params``), exactly as
+    ``bnexp sweep`` would run them.
+    """
+
+    exp: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+
+    def full_grid(self) -> dict[str, list[str]]:
+        grid = config.experiment_grid(self.exp)
+        grid.update({k: [config.override_value(v) for v in vs] for k, vs in self.grid.items()})
+        for key in self.overrides:
+            grid.pop(key, None)
+        return grid
+
+    def fixed_overrides(self) -> list[str]:
+        return [f"+exp={self.exp}"] + [f"{k}={config.override_value(v)}" for k, v in self.overrides.items()]
+
+    def sweep_args(self) -> list[str]:
+        """Arguments of ``bnexp sweep`` that run exactly these runs."""
+        sweep = [f"{k}={','.join(config.override_value(v) for v in vs)}" for k, vs in self.grid.items()]
+        return self.fixed_overrides() + sweep
+
+    def command(self) -> str:
+        return "bnexp sweep " + " ".join(shlex.quote(a) for a in self.sweep_args())
+
+    def override_sets(self) -> list[list[str]]:
+        """One override list per run of the grid."""
+        return [self.fixed_overrides() + combo for combo in config.expand_grid(self.full_grid())]
+
+    def configs(self) -> list:
+        engine = config.experiment_engine(self.exp)
+        return [config.compose(engine, overrides) for overrides in self.override_sets()]
+
+
+@dataclass
+class Claim:
+    """A statement of the paper checked against a number measured from our runs."""
+
+    statement: str  # what the paper claims, in words
+    paper: str  # the paper's value or statement (quoted, not computed)
+    measured: float  # computed from our runs
+    expected: str  # the acceptance rule with its tolerance, e.g. "∈ [0.45, 0.80]"
+    passed: bool
+
+    @classmethod
+    def within(cls, statement: str, measured: float, lo: float, hi: float, paper: str) -> Claim:
+        ok = math.isfinite(measured) and lo <= measured <= hi
+        return cls(statement, paper, float(measured), f"∈ [{lo:g}, {hi:g}]", ok)
+
+    @classmethod
+    def at_least(cls, statement: str, measured: float, bound: float, paper: str) -> Claim:
+        ok = not math.isnan(measured) and measured >= bound
+        return cls(statement, paper, float(measured), f"≥ {bound:g}", ok)
+
+    @classmethod
+    def at_most(cls, statement: str, measured: float, bound: float, paper: str) -> Claim:
+        ok = not math.isnan(measured) and measured <= bound
+        return cls(statement, paper, float(measured), f"≤ {bound:g}", ok)
+
+    @classmethod
+    def close(cls, statement: str, measured: float, target: float, tol: float, paper: str,
+              relative: bool = False) -> Claim:
+        err = abs(measured - target) / (abs(target) if relative else 1.0)
+        rule = f"within {tol:.0%} of {target:g}" if relative else f"within ±{tol:g} of {target:g}"
+        return cls(statement, paper, float(measured), rule, math.isfinite(err) and err <= tol)
+
+    @classmethod
+    def holds(cls, statement: str, measured: float, ok: bool, expected: str, paper: str) -> Claim:
+        return cls(statement, paper, float(measured), expected, bool(ok))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"statement": self.statement, "paper": self.paper, "measured": self.measured,
+                "expected": self.expected, "passed": self.passed}
+
+
+Frames = Mapping[str, pd.DataFrame]
+
+
+@dataclass
+class Figure:
+    """One figure or table of a paper."""
+
+    id: str  # "<paper>/<fig>"
+    title: str
+    caption: str  # what is plotted and every decision on an ambiguity or deviation from the paper
+    runs: Mapping[str, Mapping[str, RunGrid]]  # scale → {name: RunGrid}
+    plot: Callable[[Frames, str], Any]  # (frames, scale) → matplotlib Figure
+    claims: Callable[[Frames, str], list[Claim]]  # (frames, scale) → claims
+    kind: str = "init"
+    alias_of: str | None = None  # the figure of the other paper version showing the same experiment
+    table: Callable[[Frames, str], pd.DataFrame] | None = None  # tables also get .csv and .md files
+
+    @property
+    def paper(self) -> str:
+        return self.id.split("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.id.split("/")[1]
+
+    def grids(self, scale: str) -> Mapping[str, RunGrid]:
+        if scale not in SCALES:
+            raise ConfigError("--scale", scale, SCALES)
+        if scale not in self.runs:
+            raise ConfigError("--scale", scale, list(self.runs))
+        return self.runs[scale]
+
+    def status(self, scale: str) -> tuple[dict[str, list[Path]], list[tuple[str, list[str]]]]:
+        """(run directories present per grid name, missing runs as (grid name, overrides))."""
+        present: dict[str, list[Path]] = {}
+        missing: list[tuple[str, list[str]]] = []
+        for name, grid in self.grids(scale).items():
+            present[name] = []
+            for overrides, cfg in zip(grid.override_sets(), grid.configs()):
+                directory = results.run_dir(cfg)
+                if results.is_done(directory):
+                    present[name].append(directory)
+                else:
+                    missing.append((name, overrides))
+        return present, missing
+
+    def commands(self, scale: str) -> list[str]:
+        return [grid.command() for grid in self.grids(scale).values()]
+
+    def output_stem(self, root: Path | None = None) -> Path:
+        root = results.outputs_root() if root is None else Path(root)
+        return root / "figures" / self.paper / self.name
+
+
+REGISTRY: dict[str, Figure] = {}
+
+
+def register(*figures: Figure) -> None:
+    for fig in figures:
+        if fig.id in REGISTRY:
+            raise ValueError(f"figure {fig.id} registered twice")
+        REGISTRY[fig.id] = fig
+
+
+def _load_modules() -> None:
+    # Imported for their side effect of registering figures; one module per paper.
+    from bnexp.figures import markov, rank  # noqa: F401
+
+
+def all_figures() -> list[Figure]:
+    _load_modules()
+    return list(REGISTRY.values())
+
+
+def resolve_id(fig_id: str) -> str:
+    """``fig3`` → ``rank/fig3``; ``markov/fig2`` stays."""
+    return fig_id if "/" in fig_id else f"rank/{fig_id}"
+
+
+def get(fig_id: str) -> Figure:
+    _load_modules()
+    full = resolve_id(fig_id)
+    if full not in REGISTRY:
+        raise ConfigError("figure", fig_id, sorted(REGISTRY))
+    return REGISTRY[full]
+
+
+def select(ids: Sequence[str]) -> list[Figure]:
+    """Figures named by ``ids``; ``all`` means every registered figure, ``rank`` every figure of a paper."""
+    figures = all_figures()
+    chosen: list[Figure] = []
+    for fig_id in ids:
+        if fig_id == "all":
+            chosen.extend(figures)
+        elif fig_id in {f.paper for f in figures}:
+            chosen.extend(f for f in figures if f.paper == fig_id)
+        else:
+            chosen.append(get(fig_id))
+    unique: dict[str, Figure] = {}
+    for fig in chosen:
+        unique.setdefault(fig.id, fig)  # keep order, drop repeats
+    return list(unique.values())
+
+
+def frames_for(figure: Figure, scale: str) -> dict[str, pd.DataFrame]:
+    present, missing = figure.status(scale)
+    if missing:
+        raise MissingRuns(figure, scale, missing)
+    return {name: results.load_runs(dirs) for name, dirs in present.items()}
+
+
+class MissingRuns(RuntimeError):
+    """Raised by ``bnexp plot`` when runs are missing; says which, and the command that makes them."""
+
+    def __init__(self, figure: Figure, scale: str, missing: list[tuple[str, list[str]]]):
+        self.figure, self.scale, self.missing = figure, scale, missing
+        lines = [f"{figure.id} at scale {scale!r} lacks {len(missing)} run(s):"]
+        for name, overrides in missing[:20]:
+            lines.append(f"  [{name}] " + " ".join(overrides))
+        if len(missing) > 20:
+            lines.append(f"  ... and {len(missing) - 20} more")
+        lines.append("Make them with:")
+        lines.append(f"  bnexp reproduce {figure.id} --scale {scale}")
+        lines.append("or run the sweeps directly:")
+        lines.extend(f"  {cmd}" for cmd in figure.commands(scale))
+        super().__init__("\n".join(lines))

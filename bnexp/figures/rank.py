@@ -1,0 +1,303 @@
+"""Init-time figures of "Batch Normalization Provably Avoids Rank Collapse for Randomly Initialised Deep
+Networks" (Daneshmand, Kohler, Bach, Hofmann, Lucchi; NeurIPS 2020): rank/fig2, fig3 (a, b), fig8, fig9.
+
+Setups and calibrated thresholds: ``specs/rank_markov.md`` (000 Fig 2, 3a, 3b, 8, 9). The random-matrix chains
+run in :mod:`bnexp.chains`; every number in a claim is computed from our runs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from bnexp import plotting
+from bnexp.figures import Claim, Figure, RunGrid, register
+from bnexp.figures.common import (
+    INF,
+    fmt_gamma,
+    layer_average,
+    monotone_increments,
+    pick,
+    ratio_of_averages,
+    seed_mean,
+    single_panel,
+)
+
+BLUE, ORANGE = "tab:blue", "tab:orange"  # the papers' colours: BN blue, vanilla orange
+
+# ----------------------------------------------------------------------------------------------- rank/fig2
+
+FIG2_RUNS = {
+    "paper": {"chains": RunGrid("rank_depth")},
+    "quick": {"chains": RunGrid("rank_depth", {"chain.depth": 2000, "chain.measure_every": 20})},
+    "smoke": {"chains": RunGrid("rank_depth", {"chain.depth": 400, "chain.measure_every": 10, "n_seeds": 4})},
+}
+
+
+def plot_fig2(frames, scale):
+    df = frames["chains"]
+    fig, axes = plotting.new_figure(ncols=2)
+    d = int(df["chain.width"].iloc[0])
+    for ax, act in zip(axes, ("linear", "relu")):
+        for norm, color, label in (("bn_center", BLUE, "w/ BN"), ("none", ORANGE, "w/o BN")):
+            sub = pick(df, "rank_np", chain__act=act, chain__norm=norm)
+            plotting.band(ax, plotting.summarize(sub, "step"), "step", label=label, color=color, marker=".")
+        ax.axhline(math.sqrt(d), color="grey", linestyle=":", linewidth=1, label="√d")
+        ax.set_yscale("log")
+        ax.set_xlabel("total number of layers L")
+        ax.set_ylabel("rank of the last hidden layer")
+        ax.set_title(f"{'Linear' if act == 'linear' else 'ReLU'} net, d = N = {d} ({scale})")
+        ax.legend()
+    return fig
+
+
+def claims_fig2(frames, scale):
+    df = frames["chains"]
+    d = int(df["chain.width"].iloc[0])
+    claims = []
+    for act in ("linear", "relu"):
+        van = pick(df, "rank_lower_bound", chain__act=act, chain__norm="none")
+        last = seed_mean(van[van.step == van.step.max()], ["step"])["value"].iloc[0]
+        claims.append(Claim.at_most(f"{act}: vanilla rank collapses (r(H_L) at the deepest layer)", last, 1.2,
+                                    "rank → 1 with depth"))
+        bn = pick(df, "soft_rank", chain__act=act, chain__norm="bn_center")
+        profile = seed_mean(bn[bn.step >= 50], ["step"])["value"]
+        claims.append(Claim.at_least(f"{act}: BN rank_1/2 at every depth ≥ 50, over √d", profile.min() / math.sqrt(d),
+                                     1.0, "BN stabilizes the rank above √d"))
+    if df["step"].max() >= 2000:  # the paper's image is read from depth ≥ 2000
+        for norm, rule, bound, paper in (("none", Claim.at_most, 2, "vanilla linear rank 1 (sometimes 2)"),
+                                         ("bn_center", Claim.at_least, 8, "BN linear rank 9–10")):
+            sub = pick(df, "rank_np", chain__act="linear", chain__norm=norm)
+            value = seed_mean(sub[sub.step == sub.step.max()], ["step"])["value"].iloc[0]
+            claims.append(rule(f"linear, {'vanilla' if norm == 'none' else 'BN'}: numpy rank at the deepest layer",
+                               value, bound, paper))
+    return claims
+
+
+FIG2_CAPTION = (
+    "Rank (numpy float64 matrix_rank) of the last layer of random MLPs vs depth, Gaussian input, d = N = 32, "
+    "weights U[-√3, √3], no skip connections; mean and 95% bootstrap CI over seeds. Decisions: BN chain "
+    "H ← F(BN(WH)) with centred BN and the activation after BN, as in the released notebook; the vanilla chain "
+    "uses the same placement F(WH) (the notebook applies W F(H), i.e. it measures before the activation) and "
+    "is rescaled to ‖H‖_F² = dN every layer (rank is scale free). The 'ReLU' panel uses ReLU (the notebook's "
+    "'function_relu' actually returns tanh). The theory BN has no centring; the released code centres, and so "
+    "do we here. Quick scale: 2000 layers instead of 50 000.")
+
+register(Figure("rank/fig2", "Rank of the last hidden layer vs depth, linear and ReLU, BN vs vanilla",
+                FIG2_CAPTION, FIG2_RUNS, plot_fig2, claims_fig2))
+
+# ----------------------------------------------------------------------------------------------- rank/fig3
+
+FIG3A_RUNS = {
+    "paper": RunGrid("rank_width"),
+    "quick": RunGrid("rank_width", {"chain.depth": 5000, "chain.burn_in": 500, "chain.measure_every": 10,
+                                    "n_seeds": 3},
+                     {"chain.width": [8, 16, 32, 64, 128], "chain.gamma": [0.1, 1.0, INF]}),
+    "smoke": RunGrid("rank_width", {"chain.depth": 1500, "chain.burn_in": 200, "chain.measure_every": 5,
+                                    "n_seeds": 2},
+                     {"chain.width": [8, 16, 32], "chain.gamma": [1.0, INF]}),
+}
+FIG3B_RUNS = {scale: RunGrid("rank_collinear", {"n_seeds": 1 if scale == "paper" else 5})
+              for scale in ("paper", "quick", "smoke")}
+# Published values read off the paper's Fig 3a image (log2 rank_1/2 at log2 d = 3..8, γ ∈ {1, ∞}).
+FIG3A_IMAGE = {8: 2.8, 16: 4.6, 32: 7.0, 64: 10.9, 128: 16.6, 256: 25.0}
+
+
+def _fig3a_table(df):
+    avg = layer_average(df, "soft_rank", ["chain.width", "chain.gamma"], min_step=1)
+    return avg
+
+
+def panel_fig3a(ax, df):
+    avg = _fig3a_table(df)
+    for gamma, marker in zip(sorted(avg["chain.gamma"].unique()), "osd^v"):
+        sub = avg[avg["chain.gamma"] == gamma].copy()
+        s = plotting.summarize(sub, "chain.width")
+        if s["n"].max() == 1:  # one chain per (d, γ) as in the paper: shade ±1 std over sampled layers
+            per_layer = pick(df, "soft_rank", chain__gamma=gamma)
+            spread = per_layer.groupby("chain.width")["value"].std()
+            s["lo"] = s["mean"] - spread.reindex(s["chain.width"]).to_numpy()
+            s["hi"] = s["mean"] + spread.reindex(s["chain.width"]).to_numpy()
+        s["chain.width"] = np.log2(s["chain.width"].astype(float))
+        plotting.band(ax, s, "chain.width", label=f"γ = {fmt_gamma(gamma)}", marker=marker,
+                      transform=lambda v: np.log2(np.clip(v, 1e-12, None)))
+    xs = np.log2(np.sort(avg["chain.width"].unique()).astype(float))
+    ax.plot(xs, xs / 2, color="grey", linestyle="--", linewidth=1, label="√d")
+    ax.plot(xs, xs, color="grey", linestyle=":", linewidth=1, label="d")
+    ax.set_xlabel("log2 d")
+    ax.set_ylabel("log2 of the depth-averaged rank_1/2")
+    ax.set_title("(a) rank_1/2 vs width")
+    ax.legend()
+
+
+def claims_fig3a(df, scale):
+    avg = _fig3a_table(df)
+    means = avg.groupby(["chain.gamma", "chain.width"])["value"].mean()
+    claims = []
+    for gamma in sorted(avg["chain.gamma"].unique()):
+        curve = means.loc[gamma]
+        widths = curve.index.to_numpy(dtype=float)
+        slope = plotting.loglog_slope(widths, curve.to_numpy())
+        g = fmt_gamma(gamma)
+        claims.append(Claim.within(f"γ={g}: slope of log rank_1/2 vs log d", slope, 0.45, 0.8,
+                                   "≈ 0.63 (Ω(√d))"))
+        claims.append(Claim.at_least(f"γ={g}: min over d of rank_1/2 / √d", float((curve / np.sqrt(widths)).min()),
+                                     0.9, "above the √d line"))
+        claims.append(Claim.holds(f"γ={g}: rank_1/2 non-decreasing in d (smallest increment)",
+                                  monotone_increments(curve.to_numpy()),
+                                  monotone_increments(curve.to_numpy()) >= 0, "≥ 0", "grows with d"))
+    for gamma in (1.0, INF):
+        if gamma in means.index.get_level_values(0) and 32 in means.loc[gamma].index:
+            claims.append(Claim.close(f"γ={fmt_gamma(gamma)}: rank_1/2 at d = 32", float(means.loc[gamma, 32]),
+                                      FIG3A_IMAGE[32], 0.2, "≈ 7.0 (log2 2.8, read off Fig 3a)",
+                                      relative=True))
+    return claims
+
+
+def panel_fig3b(ax, df):
+    d = int(df["chain.width"].iloc[0])
+    for i in range(1, 11):
+        sub = pick(df, f"eig_{i}")
+        s = plotting.summarize(sub, "step")
+        s[["mean", "lo", "hi"]] = s[["mean", "lo", "hi"]].clip(lower=1e-18)
+        plotting.band(ax, s, "step", label=f"λ{i}", marker="")
+    ax.set_yscale("log")
+    ax.set_xlabel("hidden layer ℓ")
+    ax.set_ylabel("eigenvalues of M_ℓ")
+    ax.set_title(f"(b) top-10 eigenvalues, nearly collinear input, d = {d}")
+    ax.legend(ncol=2)
+
+
+def _eig(df, i, step):
+    sub = pick(df, f"eig_{i}")
+    return float(sub[sub.step == step]["value"].mean())
+
+
+def claims_fig3b(df, scale):
+    d = int(df["chain.width"].iloc[0])
+    last = df[(df.step == df.step.max()) & df.metric.str.startswith("eig_")]
+    n_small = float(last.groupby("seed")["value"].apply(lambda v: (v < 1e-3).sum()).mean())
+    return [
+        Claim.at_most("input nearly collinear: λ2/λ1 at ℓ = 0", _eig(df, 2, 0) / _eig(df, 1, 0), 1e-8,
+                      "λ2 ≈ 1e-13·λ1 at ℓ = 0"),
+        Claim.at_least("small eigenvalues grow: λ2 at ℓ = 20", _eig(df, 2, 20), 1.0,
+                       "λ2–λ4 reach ≈ 10 within ~10 layers"),
+        Claim.at_most("the largest eigenvalue falls: λ1/d at ℓ = 20", _eig(df, 1, 20) / d, 0.6,
+                      "λ1 from 50 to 10–20"),
+        Claim.at_least(f"still rank deficient: eigenvalues < 1e-3 at the last layer (of d = {d})", n_small, d / 2,
+                       "λ_min ≈ 0: the matrix stays rank deficient (markov Fig 3)"),
+    ]
+
+
+def plot_fig3(frames, scale):
+    fig, axes = plotting.new_figure(ncols=2, width=3.8)
+    panel_fig3a(axes[0], frames["a"])
+    panel_fig3b(axes[1], frames["b"])
+    fig.suptitle(f"rank/fig3 ({scale})")
+    return fig
+
+
+def claims_fig3(frames, scale):
+    return claims_fig3a(frames["a"], scale) + claims_fig3b(frames["b"], scale)
+
+
+FIG3A_CAPTION = (
+    "(a) Depth-averaged rank_1/2 (eigenvalues of M ≥ 1/2 with Tr M = d) of the BN linear residual chain "
+    "H ← BN(H + γ W H) vs width, N = d, theory BN (no centring), W ~ N(0, 1), start M_0 = I; log2-log2 with √d "
+    "and d lines. Decisions: iterated in H-space (same law as the code's M-space, half the matmuls); float32 "
+    "(bulk spectrum statistics, rank_1/2 thresholds at 1/2); burn-in 1000 and rank_1/2 sampled every 1000 "
+    "layers (the code samples every 10^4); the published values match rank_1/2, not the numeric rank the "
+    "released code computes. One chain per (d, γ) at paper scale (band: ±1 std over sampled layers, as the "
+    "paper); quick scale: L = 5000, γ = 0.1 instead of 0.01 (γ = 0.01 mixes in ~1/γ² = 10^4 layers), "
+    "d ≤ 128, 3 seeds (band: 95% CI over seeds).")
+FIG3B_CAPTION = (
+    "(b) Top-10 eigenvalues of M_ℓ for a nearly collinear input ‖x‖² 1 1ᵀ + 1e-5 Z (the released code's "
+    "start), d = N = 50, 100 layers, effective γ = 1 (the code's γ = 0.01 times W·100). Decision: iterated "
+    "in H-space, PSD by construction; the code's M-space iteration loses positive semi-definiteness near "
+    "rank one (λ_min < 0, inflated small eigenvalues). All 50 eigenvalues are recorded for the rank-deficiency "
+    "claim. One run at paper scale; 5 seeds (95% CI) otherwise.")
+
+register(Figure("rank/fig3", "Rank_1/2 vs width (Theorem 2) and the spectrum for a nearly collinear input",
+                FIG3A_CAPTION + " " + FIG3B_CAPTION,
+                {s: {"a": FIG3A_RUNS[s], "b": FIG3B_RUNS[s]} for s in FIG3A_RUNS}, plot_fig3, claims_fig3))
+
+# ----------------------------------------------------------------------------------------------- rank/fig8, fig9
+
+REG_RUNS = {
+    "paper": {"chains": RunGrid("rank_regularity")},
+    "quick": {"chains": RunGrid("rank_regularity", {"chain.depth": 5000, "chain.burn_in": 500, "n_seeds": 3},
+                                {"chain.width": [8, 16, 32, 64]})},
+    "smoke": {"chains": RunGrid("rank_regularity", {"chain.depth": 2000, "chain.burn_in": 200, "n_seeds": 2},
+                                {"chain.width": [8, 16, 32]})},
+}
+
+
+def alpha_table(df):
+    """α per width and seed: E Tr(diag(M²)²) / E Tr(M³) as a ratio of ergodic averages (Eq. 49)."""
+    return ratio_of_averages(df, "regularity_num", "regularity_den", ["chain.width"])
+
+
+def panel_fig8(ax, df):
+    s = plotting.summarize(alpha_table(df), "chain.width")
+    plotting.band(ax, s, "chain.width", label="estimated α", color=BLUE)
+    ax.axhline(0.9, color="grey", linestyle=":", linewidth=1, label="0.9")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("d")
+    ax.set_ylabel("regularity constant α")
+    ax.legend()
+
+
+def claims_fig8(df, scale):
+    alpha = alpha_table(df).groupby("chain.width")["value"].mean()
+    above10 = alpha[alpha.index > 10]
+    return [
+        Claim.at_most("α for every d > 10 (largest)", float(above10.max()), 0.9, "α < 0.9 for d > 10"),
+        Claim.holds("α decreases with d (largest consecutive change)", -monotone_increments(-alpha.to_numpy()),
+                    monotone_increments(-alpha.to_numpy()) > 0, "< 0", "decreasing in d"),
+    ]
+
+
+def fro_table(df):
+    return layer_average(df, "second_moment_fro2", ["chain.width"])
+
+
+def panel_fig9(ax, df):
+    s = plotting.summarize(fro_table(df), "chain.width")
+    s["chain.width"] = np.log2(s["chain.width"].astype(float))
+    plotting.band(ax, s, "chain.width", label="log2 E‖M‖_F²", color=BLUE, transform=np.log2)
+    xs = s["chain.width"].to_numpy()
+    ax.plot(xs, 1.5 * xs, color="green", linestyle="--", label="log2 d^1.5")
+    ax.set_xlabel("log2 d")
+    ax.set_ylabel("log2 (1/L) Σ ‖M(H_ℓ)‖_F²")
+    ax.legend()
+
+
+def claims_fig9(df, scale):
+    fro = fro_table(df).groupby("chain.width")["value"].mean()
+    alpha = alpha_table(df).groupby("chain.width")["value"].mean()
+    widths = fro.index.to_numpy(dtype=float)
+    bound = widths ** 1.5 / np.sqrt(1 - alpha.reindex(fro.index).to_numpy())
+    return [
+        Claim.within("slope of log2 E‖M‖_F² vs log2 d", plotting.loglog_slope(widths, fro.to_numpy()), 1.3, 1.6,
+                     "d^1.5 (Lemma 13)"),
+        Claim.at_most("E‖M‖_F² / (d^1.5/√(1−α)) (largest over d)", float((fro.to_numpy() / bound).max()), 1.0,
+                      "E‖M‖_F² ≤ d^1.5/√(1−α) (Lemma 13)"),
+    ]
+
+
+REG_CAPTION = (
+    "BN linear chain without skip connections (γ = ∞: the paper does not state γ; 0.1 and 1 give the same α "
+    "within 0.01), theory BN, N = d, W ~ N(0, 1), start M_0 = I. Ergodic averages over every 10th layer "
+    "after a burn-in of 1000 of L = 10^5 layers (paper scale, one chain per d as in the paper); quick scale "
+    "L = 5000, d ≤ 64, 3 seeds (95% CI over seeds).")
+plot_fig8, check_fig8 = single_panel(panel_fig8, claims_fig8, "chains", "regularity constant vs width")
+plot_fig9, check_fig9 = single_panel(panel_fig9, claims_fig9, "chains", "E‖M‖_F² vs width")
+register(
+    Figure("rank/fig8", "Regularity constant α of the invariant distribution vs width",
+           "α = E Tr(diag(M²)²) / E Tr(M³) estimated as a ratio of ergodic averages (Eq. 49). " + REG_CAPTION,
+           REG_RUNS, plot_fig8, check_fig8),
+    Figure("rank/fig9", "E‖M‖_F² vs width with the d^1.5 line (Lemma 13)",
+           "Ergodic average of ‖M(H_ℓ)‖_F² vs d, log2-log2, with log2 d^1.5. " + REG_CAPTION,
+           REG_RUNS, plot_fig9, check_fig9),
+)

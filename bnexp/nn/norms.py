@@ -1,0 +1,197 @@
+"""Normalisation variants, each per feature (channel) with statistics over the batch.
+
+Every layer takes ``(n, d)`` or ``(n, C, *spatial)`` input and reduces over every dim except dim 1, so
+for a conv feature map the statistics of channel c are taken over (N, H, W). In the papers' notation
+(H ∈ R^{d×N}, rows = features) the theory's BN is ``diag(M)^{-1/2} H`` with ``M = H Hᵀ / N``; in code
+orientation that is ``x / sqrt(mean over rows of x²)``, column by column.
+
+| name            | forward (per feature)                                | spec                          |
+|-----------------|------------------------------------------------------|-------------------------------|
+| ``bn_torch``    | (x − μ_B)/sqrt(var_B + 1e-5)·γ + β, running stats     | rank_markov §0.3, depth §0.3  |
+| ``bn_nocenter`` | x / sqrt(mean_B(x²) + 1e-5)·γ + β, running 2nd moment | rank_markov §0.3              |
+| ``bn_theory``   | x / sqrt(mean_B(x²))  (``unit_norm``: x / ‖x‖₂)       | rank_markov §0.3, depth §0.3, |
+|                 |                                                      | ortho §1.1 (``unit_norm``)    |
+| ``bn_center``   | (x − μ_B)/sqrt(var_B,biased + eps), eps = 0           | rank_markov §0.3, depth §0.3  |
+| ``none``        | identity                                             | —                             |
+
+``make_norm(name, num_features, spatial=..., **kwargs)`` builds one; unknown names and options raise
+:class:`bnexp.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import Tensor, nn
+
+from bnexp.errors import ConfigError
+
+__all__ = [
+    "NORMS",
+    "BatchNormCenter",
+    "BatchNormNoCenter",
+    "BatchNormTheory",
+    "make_norm",
+]
+
+
+def _batch_dims(x: Tensor) -> tuple[int, ...]:
+    """Dims holding samples (and spatial positions): every dim except the feature/channel dim 1."""
+    if x.dim() < 2:
+        raise ValueError(f"expected input of shape (n, d) or (n, C, ...), got {tuple(x.shape)}")
+    return (0, *range(2, x.dim()))
+
+
+def _per_channel(v: Tensor, x: Tensor) -> Tensor:
+    """Reshape a (C,) vector so it broadcasts against x of shape (n, C, *spatial)."""
+    return v.view(1, -1, *([1] * (x.dim() - 2)))
+
+
+def _check_features(x: Tensor, num_features: int) -> None:
+    if x.shape[1] != num_features:
+        raise ValueError(f"expected {num_features} features in dim 1, got input of shape {tuple(x.shape)}")
+
+
+def _check_nonneg(key: str, value: float) -> None:
+    if not value >= 0:  # also rejects nan
+        raise ConfigError(key, value, "must be >= 0")
+
+
+class BatchNormTheory(nn.Module):
+    """The theory's BN: ``y = x / sqrt(mean_B(x²) + eps)`` per feature, i.e. ``diag(M)^{-1/2} H``.
+
+    rank_markov §0.3 (000 Eq. 2 with α=0, β=1; 001 FBN) and depth §0.3 (``bn_rms``): no centring, no
+    affine part, no running statistics — train and eval modes are identical. Every output feature has
+    unit second moment over the batch, so ``Tr M = d``.
+
+    ``unit_norm=True`` divides by the Euclidean norm over the batch instead, ``y = x / ‖x‖₂`` (depth
+    eq. 4 / ortho Eq. 1 ``BN(H) = diag(H Hᵀ)^{-1/2} H``): the same map scaled by ``1/√n`` (n = number
+    of reduced entries per feature).
+
+    ``eps`` defaults to 0 as in the theory; a tiny guard (e.g. 1e-12) avoids 0/0 for a feature that is
+    identically zero over the batch (ReLU without centring can produce one).
+    """
+
+    def __init__(self, num_features: int, eps: float = 0.0, unit_norm: bool = False):
+        super().__init__()
+        _check_nonneg("norm.eps", eps)
+        self.num_features, self.eps, self.unit_norm = num_features, eps, unit_norm
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_features(x, self.num_features)
+        sq = x.square()
+        sq = sq.sum(_batch_dims(x), keepdim=True) if self.unit_norm else sq.mean(_batch_dims(x), keepdim=True)
+        return x / torch.sqrt(sq + self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, unit_norm={self.unit_norm}"
+
+
+class BatchNormCenter(nn.Module):
+    """Centred BN without affine part or running stats: ``y = (x − μ_B) / sqrt(var_B + eps)``.
+
+    rank_markov §0.3 (001 Eq. 1 read as standard BN) and depth §0.3 (``bn_centered``):
+    ``√n (h − mean h)/‖h − mean h‖₂`` per feature with the biased variance and ``eps = 0`` by default.
+    Batch statistics are used in train and eval mode alike.
+
+    ``unbiased=True`` divides by the unbiased standard deviation (``torch.std``), the released
+    ``code_fig_1.py`` variant (rank_markov §0.3 ``bn_code_fig1``).
+    """
+
+    def __init__(self, num_features: int, eps: float = 0.0, unbiased: bool = False):
+        super().__init__()
+        _check_nonneg("norm.eps", eps)
+        self.num_features, self.eps, self.unbiased = num_features, eps, unbiased
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_features(x, self.num_features)
+        dims = _batch_dims(x)
+        var, mean = torch.var_mean(x, dims, correction=int(self.unbiased), keepdim=True)
+        return (x - mean) / torch.sqrt(var + self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, unbiased={self.unbiased}"
+
+
+class BatchNormNoCenter(nn.Module):
+    """BN without centring: ``y = x / sqrt(mean_B(x²) + eps) · γ + β`` per feature.
+
+    rank_markov §0.3 ``bn_nocenter`` (000 Fig 5, 7, 13; 001 Fig 11). Unlike the released ``my_bn.py``
+    — which passed zeros as ``running_mean`` to ``F.batch_norm`` and so still centred in training mode —
+    this layer never subtracts the mean. Training mode normalises with the batch second moment and
+    updates ``running_sq ← (1 − momentum)·running_sq + momentum·mean_B(x²)``; eval mode uses
+    ``running_sq``. γ = 1 and β = 0 at init, as in ``nn.BatchNorm``.
+    """
+
+    running_sq: Tensor
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True):
+        super().__init__()
+        _check_nonneg("norm.eps", eps)
+        if not 0.0 <= momentum <= 1.0:
+            raise ConfigError("norm.momentum", momentum, "must lie in [0, 1]")
+        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        # A second moment of 1 is the fixed point of the normalised chain, the analogue of running_var=1.
+        self.register_buffer("running_sq", torch.ones(num_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_features(x, self.num_features)
+        if self.training:
+            sq = x.square().mean(_batch_dims(x))  # (C,)
+            with torch.no_grad():
+                self.running_sq.lerp_(sq.detach().to(self.running_sq.dtype), self.momentum)
+        else:
+            sq = self.running_sq
+        y = x / torch.sqrt(_per_channel(sq, x) + self.eps)
+        if self.affine:
+            y = y * _per_channel(self.weight, x) + _per_channel(self.bias, x)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+# Config name → constructor ``cls(num_features, **options)``. ``bn_torch`` becomes BatchNorm2d when the
+# caller says the input is a conv feature map; the custom layers handle any rank ≥ 2 themselves.
+NORMS: dict[str, type[nn.Module]] = {
+    "bn_torch": nn.BatchNorm1d,
+    "bn_nocenter": BatchNormNoCenter,
+    "bn_theory": BatchNormTheory,
+    "bn_center": BatchNormCenter,
+    "none": nn.Identity,
+}
+
+
+def _options(cls: type[nn.Module]) -> list[str] | None:
+    """Keyword options a norm constructor accepts (None: it accepts anything, like nn.Identity)."""
+    params = inspect.signature(cls).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name not in ("num_features", "device", "dtype")]
+
+
+def make_norm(name: str, num_features: int, *, spatial: bool = False, **kwargs) -> nn.Module:
+    """Build the normalisation layer ``name`` for ``num_features`` features (channels).
+
+    ``spatial=True`` marks conv feature maps ``(n, C, H, W)``: ``bn_torch`` then is ``nn.BatchNorm2d``
+    (``nn.BatchNorm1d`` otherwise). ``kwargs`` are the layer's options (e.g. ``eps``, ``unit_norm``,
+    ``momentum``); an unknown name or option raises :class:`ConfigError` listing the valid ones.
+    """
+    if name not in NORMS:
+        raise ConfigError("norm.name", name, NORMS)
+    cls = NORMS[name]
+    if cls is nn.BatchNorm1d and spatial:
+        cls = nn.BatchNorm2d
+    options = _options(cls)
+    if options is not None:
+        for key in kwargs:
+            if key not in options:
+                raise ConfigError(f"norm.{name} option", key, options)
+    return cls(num_features, **kwargs)

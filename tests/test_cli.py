@@ -1,0 +1,129 @@
+"""The `bnexp` command end to end: runs land in the results layout, sweeps skip finished runs, launchers work,
+and bad input fails before any work with a message naming the key and the valid choices."""
+
+from __future__ import annotations
+
+import pytest
+
+from bnexp import cli, results
+
+TINY = ["chain.width=8", "chain.depth=20", "chain.measure_every=5", "runtime.progress=false"]
+
+
+def runs(root, exp="adhoc"):
+    return sorted((root / "runs" / exp).glob("*/run.json"))
+
+
+def bnexp(capsys, *argv):
+    code = cli.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_simulate_writes_a_run_and_skips_it_the_second_time(outputs, capsys):
+    code, text = bnexp(capsys, "simulate", *TINY)
+    assert code == 0 and "done" in text
+    (run_json,) = runs(outputs)
+    df = results.read_metrics(run_json.parent)
+    assert list(df.columns) == list(results.COLUMNS)
+    assert sorted(df.step.unique()) == [0, 5, 10, 15, 20] and set(df.metric) == {"soft_rank", "rank_lower_bound"}
+    code, text = bnexp(capsys, "simulate", *TINY)
+    assert code == 0 and "already done" in text and len(runs(outputs)) == 1
+
+
+def test_sweep_runs_an_adhoc_grid_and_skips_finished_runs(outputs, capsys):
+    code, text = bnexp(capsys, "sweep", *TINY[1:], "chain.width=4,8", "chain.gamma=1,inf", "engine=simulate")
+    assert code == 0 and "4 run(s), 0 already done" in text
+    assert len(runs(outputs)) == 4
+    code, text = bnexp(capsys, "sweep", *TINY[1:], "chain.width=4,8,16", "chain.gamma=1,inf", "engine=simulate")
+    assert "6 run(s), 4 already done" in text and len(runs(outputs)) == 6
+    df = results.load("adhoc")
+    assert set(df["chain.width"]) == {4, 8, 16} and set(df["chain.gamma"]) == {1.0, float("inf")}
+
+
+def test_experiment_grid_is_declared_in_its_config(outputs, capsys):
+    # markov_rank_tau sweeps norm × γ (4 runs); shrink the chain so it takes a second
+    code, text = bnexp(capsys, "sweep", "+exp=markov_rank_tau", "chain.depth=30", "n_seeds=2", "runtime.progress=false")
+    assert code == 0 and "4 run(s)" in text
+    df = results.load("markov_rank_tau")
+    assert set(df["chain.norm"]) == {"bn_theory", "none"} and set(df["chain.gamma"]) == {0.1, 1.0}
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launchers(outputs, capsys, launcher):
+    code, _ = bnexp(capsys, "sweep", *TINY[1:], "chain.width=4,8", "engine=simulate", f"hydra/launcher={launcher}")
+    assert code == 0
+    assert all(results.read_status(p.parent)["status"] == "done" for p in runs(outputs))
+    assert len(runs(outputs)) == 2
+
+
+@pytest.mark.parametrize(("args", "needles"), [
+    (["chain.width=0"], ["chain.width=0"]),
+    (["chain.depth=0"], ["chain.depth=0"]),
+    (["chain.tau=1.5"], ["chain.tau=1.5"]),
+    (["chain.norm=bn_foo"], ["chain.norm='bn_foo'", "bn_theory", "none"]),
+    (["chain.batch=64", "chain.metrics=[isometry_gap]"], ["chain.batch", "isometry_gap"]),
+    (["chain.widht=3"], ["widht"]),
+])
+def test_simulate_bad_values_fail_before_any_work(outputs, capsys, args, needles):
+    code, text = bnexp(capsys, "simulate", *TINY, *args)
+    assert code == 2
+    for needle in needles:
+        assert needle in text
+    assert not (outputs / "runs").exists()
+
+
+@pytest.mark.parametrize(("args", "needles"), [
+    (["norm=bn_foo"], ["norm", "bn_foo", "bn_torch", "bn_nocenter"]),
+    (["model.depth=0"], ["model.depth"]),
+    (["model.width=0"], ["model.width"]),
+    (["+exp=no_such_exp"], ["no_such_exp", "rank_width"]),
+])
+def test_train_bad_values_fail_before_any_work(outputs, capsys, args, needles):
+    code, text = bnexp(capsys, "train", *args)
+    assert code == 2
+    for needle in needles:
+        assert needle in text
+    assert not (outputs / "runs").exists()
+
+
+def test_a_sweep_with_one_bad_value_runs_nothing(outputs, capsys):
+    code, text = bnexp(capsys, "sweep", "engine=simulate", *TINY[1:], "chain.width=8,0")
+    assert code == 2 and "chain.width=0" in text
+    assert not (outputs / "runs").exists()
+
+
+def test_engine_mismatch_is_explained(capsys):
+    code, text = bnexp(capsys, "train", "+exp=rank_width")
+    assert code == 2 and "bnexp simulate" in text
+
+
+def test_plot_with_missing_runs_names_them_and_the_command(outputs, capsys):
+    code, text = bnexp(capsys, "plot", "fig3", "--scale", "smoke")
+    assert code == 1
+    assert "rank/fig3 at scale 'smoke' lacks" in text
+    assert "bnexp reproduce rank/fig3 --scale smoke" in text and "bnexp sweep +exp=rank_width" in text
+
+
+def test_unknown_figure_lists_the_figures(capsys):
+    code, text = bnexp(capsys, "plot", "fig99")
+    assert code == 2 and "rank/fig3" in text and "markov/table1" in text
+
+
+def test_figures_lists_every_figure(capsys):
+    code, text = bnexp(capsys, "figures", "--scale", "smoke")
+    assert code == 0
+    for fig_id in ("rank/fig2", "rank/fig3", "rank/fig8", "rank/fig9", "markov/fig1", "markov/fig4",
+                   "markov/table1", "markov/fig2", "markov/fig3", "markov/fig9", "markov/fig10"):
+        assert fig_id in text
+
+
+def test_train_at_init_writes_per_layer_rows(outputs, capsys):
+    code, _ = bnexp(capsys, "train", "model.depth=3", "model.width=16", "data.dim=16", "data.batch_size=16",
+                    "runtime.progress=false")
+    assert code == 0
+    (run_json,) = runs(outputs)
+    df = results.read_metrics(run_json.parent)
+    assert (df.step == 0).all()
+    assert {"rank_torch", "soft_rank", "rank_lower_bound", "grad_norm"} <= set(df.metric)
+    assert df[df.metric == "rank_torch"].layer.nunique() == 3

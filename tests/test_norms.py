@@ -1,0 +1,195 @@
+"""Normalisation layers against numpy float64 closed forms (paper orientation H = xᵀ ∈ R^{d×n})."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bnexp.errors import ConfigError
+from bnexp.nn.norms import NORMS, make_norm
+
+BN_NAMES = ["bn_torch", "bn_nocenter", "bn_theory", "bn_center"]
+
+
+def _batch(n: int = 64, d: int = 12, seed: int = 0) -> torch.Tensor:
+    """(n, d) float64 batch with a nonzero, feature-dependent mean and scale."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, d, generator=g, dtype=torch.float64)
+    scale = torch.linspace(0.5, 3.0, d, dtype=torch.float64)
+    return z * scale + torch.linspace(1.0, 4.0, d, dtype=torch.float64)
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x.detach().numpy()
+
+
+def test_bn_torch_matches_numpy_train_and_eval():
+    x = _batch()
+    d = x.shape[1]
+    bn = make_norm("bn_torch", d).double()
+    assert isinstance(bn, nn.BatchNorm1d) and bn.eps == 1e-5 and bn.momentum == 0.1 and bn.affine
+    with torch.no_grad():
+        bn.weight.copy_(torch.linspace(0.5, 2.0, d))
+        bn.bias.copy_(torch.linspace(-1.0, 1.0, d))
+    gamma, beta, a = _np(bn.weight), _np(bn.bias), _np(x)
+    mu, var = a.mean(0), a.var(0)  # biased variance for the forward
+    ref = (a - mu) / np.sqrt(var + 1e-5) * gamma + beta
+    np.testing.assert_allclose(_np(bn(x)), ref, rtol=1e-10, atol=1e-12)
+    # Running statistics: momentum 0.1 from (0, 1), with the unbiased variance.
+    np.testing.assert_allclose(_np(bn.running_mean), 0.1 * mu, rtol=1e-12)
+    np.testing.assert_allclose(_np(bn.running_var), 0.9 + 0.1 * a.var(0, ddof=1), rtol=1e-12)
+    bn.eval()
+    run_mu, run_var = 0.1 * mu, 0.9 + 0.1 * a.var(0, ddof=1)
+    np.testing.assert_allclose(
+        _np(bn(x)), (a - run_mu) / np.sqrt(run_var + 1e-5) * gamma + beta, rtol=1e-10, atol=1e-12
+    )
+
+
+def test_bn_center_equals_torch_batchnorm_and_numpy():
+    x = _batch()
+    d = x.shape[1]
+    m = make_norm("bn_center", d)
+    # torch refuses eps = 0 in training mode; 1e-30 is far below float64 resolution of var ≈ 1.
+    ref_torch = nn.BatchNorm1d(d, eps=1e-30, affine=False, track_running_stats=False).double()
+    a = _np(x)
+    ref = (a - a.mean(0)) / a.std(0)  # numpy std is the biased one (ddof=0)
+    np.testing.assert_allclose(_np(m(x)), ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_np(m(x)), _np(ref_torch(x)), rtol=1e-12, atol=1e-12)
+    # Paper form (depth §0.3): √n (h − mean h)/‖h − mean h‖₂ per feature row of H = xᵀ.
+    hc = a.T - a.T.mean(1, keepdims=True)
+    paper = np.sqrt(a.shape[0]) * hc / np.linalg.norm(hc, axis=1, keepdims=True)
+    np.testing.assert_allclose(_np(m(x)).T, paper, rtol=1e-12, atol=1e-12)
+    m.eval()  # batch statistics in eval mode too
+    np.testing.assert_allclose(_np(m(x)), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_bn_center_unbiased_uses_torch_std():
+    x = _batch()
+    y = make_norm("bn_center", x.shape[1], unbiased=True)(x)
+    ref = (x - x.mean(0)) / x.std(0)  # torch.std: unbiased
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_bn_theory_is_diag_m_inv_sqrt_h():
+    x = _batch()
+    n, d = x.shape
+    m = make_norm("bn_theory", d)
+    y = m(x)
+    H = _np(x).T  # paper orientation, d × n
+    M = H @ H.T / n
+    ref = np.diag(np.diag(M) ** -0.5) @ H
+    np.testing.assert_allclose(_np(y).T, ref, rtol=1e-12, atol=1e-12)
+    My = _np(y).T @ _np(y) / n
+    np.testing.assert_allclose(np.diag(My), np.ones(d), rtol=1e-12)  # unit second moment per feature
+    assert np.trace(My) == pytest.approx(d, rel=1e-12)
+    assert list(m.parameters()) == [] and list(m.buffers()) == []
+    m.eval()
+    torch.testing.assert_close(m(x), y, rtol=0, atol=0)  # no running statistics
+
+
+def test_bn_theory_unit_norm_rows_in_paper_orientation():
+    x = _batch()
+    n, d = x.shape
+    y = make_norm("bn_theory", d, unit_norm=True)(x)
+    row_norms = np.linalg.norm(_np(y).T, axis=1)  # each feature row of H ∈ R^{d×n}
+    np.testing.assert_allclose(row_norms, np.ones(d), rtol=1e-12)
+    np.testing.assert_allclose(_np(y) * np.sqrt(n), _np(make_norm("bn_theory", d)(x)), rtol=1e-12)
+
+
+def test_bn_theory_eps_guard_on_zero_feature():
+    x = _batch()
+    x[:, 0] = 0.0
+    assert torch.isnan(make_norm("bn_theory", x.shape[1])(x)[:, 0]).all()  # theory: 0/0
+    y = make_norm("bn_theory", x.shape[1], eps=1e-12)(x)
+    assert torch.isfinite(y).all() and (y[:, 0] == 0).all()
+
+
+def test_bn_nocenter_matches_numpy_and_does_not_centre():
+    x = _batch()
+    d = x.shape[1]
+    m = make_norm("bn_nocenter", d).double()
+    with torch.no_grad():
+        m.weight.copy_(torch.linspace(0.5, 2.0, d))
+        m.bias.copy_(torch.linspace(-1.0, 1.0, d))
+    a, gamma, beta = _np(x), _np(m.weight), _np(m.bias)
+    sq = (a**2).mean(0)
+    np.testing.assert_allclose(_np(m(x)), a / np.sqrt(sq + 1e-5) * gamma + beta, rtol=1e-12, atol=1e-12)
+    # Without the affine part each feature is only rescaled by 1/rms > 0, so the batch mean keeps its
+    # sign pattern and stays far from 0 — unlike any centred BN (whose batch mean is 0).
+    signs = torch.where(torch.arange(d) % 2 == 0, 1.0, -1.0).double()
+    xs = x * signs
+    y = make_norm("bn_nocenter", d, affine=False).double()(xs)
+    mean_x, mean_y = xs.mean(0), y.mean(0)
+    torch.testing.assert_close(mean_y, mean_x / torch.sqrt(xs.square().mean(0) + 1e-5), rtol=1e-12, atol=0)
+    assert torch.equal(torch.sign(mean_y), signs) and (mean_y.abs() > 0.3).all()
+    assert make_norm("bn_center", d)(xs).mean(0).abs().max() < 1e-12
+
+
+def test_bn_nocenter_eval_uses_running_second_moment():
+    x1, x2 = _batch(seed=1), _batch(seed=2)
+    d = x1.shape[1]
+    m = make_norm("bn_nocenter", d).double()
+    m(x1)
+    m(x2)
+    running = 0.9 * (0.9 * 1.0 + 0.1 * (_np(x1) ** 2).mean(0)) + 0.1 * (_np(x2) ** 2).mean(0)
+    np.testing.assert_allclose(_np(m.running_sq), running, rtol=1e-12)
+    m.eval()
+    x3 = _batch(seed=3)
+    np.testing.assert_allclose(_np(m(x3)), _np(x3) / np.sqrt(running + 1e-5), rtol=1e-12)
+    np.testing.assert_allclose(_np(m.running_sq), running, rtol=1e-12)  # eval does not update
+
+
+@pytest.mark.parametrize("name", ["bn_nocenter", "bn_theory", "bn_center"])
+def test_custom_norm_gradients(name):
+    x = _batch(n=10, d=4).requires_grad_(True)
+    m = make_norm(name, 4).double()
+    assert torch.autograd.gradcheck(m, (x,), eps=1e-6, atol=1e-6)
+    m(x).square().sum().backward()
+    params = list(m.parameters())
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in params)
+    if name == "bn_nocenter":
+        assert len(params) == 2
+
+
+@pytest.mark.parametrize("name", [*BN_NAMES, "none"])
+def test_conv_input_reduces_over_batch_and_space(name):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 5, 4, 3, generator=g, dtype=torch.float64) + 2.0  # (N, C, H, W)
+    C = x.shape[1]
+    conv_norm = make_norm(name, C, spatial=True).double()
+    flat_norm = make_norm(name, C).double()
+    if name == "bn_torch":
+        assert isinstance(conv_norm, nn.BatchNorm2d) and isinstance(flat_norm, nn.BatchNorm1d)
+    flat = x.permute(0, 2, 3, 1).reshape(-1, C)  # (N·H·W, C): each channel's entries as one column
+    ref = flat_norm(flat).reshape(6, 4, 3, C).permute(0, 3, 1, 2)
+    torch.testing.assert_close(conv_norm(x), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", BN_NAMES)
+def test_scale_invariance(name):
+    x = _batch()
+    m = make_norm(name, x.shape[1]).double()
+    # eps = 1e-5 in bn_torch / bn_nocenter breaks exact invariance by O(eps / variance).
+    tol = 1e-4 if name in ("bn_torch", "bn_nocenter") else 1e-12
+    torch.testing.assert_close(m(7.0 * x), m(x), rtol=tol, atol=tol)
+
+
+def test_none_is_identity():
+    x = _batch()
+    m = make_norm("none", x.shape[1])
+    assert m(x) is x
+
+
+def test_errors_name_key_and_choices():
+    with pytest.raises(ConfigError) as err:
+        make_norm("bn_foo", 8)
+    msg = str(err.value)
+    assert "norm.name" in msg and "bn_foo" in msg and all(name in msg for name in NORMS)
+    with pytest.raises(ConfigError, match="unit_norm"):
+        make_norm("bn_theory", 8, centre=True)
+    with pytest.raises(ConfigError, match=r"norm\.eps"):
+        make_norm("bn_center", 8, eps=-1.0)
+    with pytest.raises(ValueError, match="8 features"):
+        make_norm("bn_theory", 8)(torch.ones(4, 3))

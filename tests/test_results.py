@@ -1,0 +1,79 @@
+"""The results contract: run keys, run directories, appendable CSVs, skipping, and load()."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from omegaconf import OmegaConf
+
+from bnexp import results
+
+
+def _cfg(width=8, **extra):
+    return OmegaConf.create({"engine": "simulate", "exp_name": "toy", "seed": 0, "n_seeds": 2,
+                             "chain": {"width": width, "gamma": float("inf")},
+                             "paths": {"outputs": extra.pop("outputs", "x")},
+                             "runtime": {"threads": extra.pop("threads", "auto")}, **extra})
+
+
+def _engine(cfg, writer):
+    for seed in range(cfg.seed, cfg.seed + cfg.n_seeds):
+        writer.append([(seed, step, None, "r", float(step + seed)) for step in range(3)])
+    writer.append([(0, 0, 1, "grad", float("inf")), (0, 0, 2, "grad", float("nan"))])
+
+
+def test_key_ignores_paths_runtime_and_hydra_but_not_the_setup():
+    base = results.run_key(_cfg())
+    assert results.run_key(_cfg(outputs="elsewhere", threads=1)) == base
+    assert results.run_key(_cfg(hydra={"job": {"num": 3}})) == base
+    assert results.run_key(_cfg(width=16)) != base
+    assert len(base) == 10
+
+
+def test_execute_writes_the_run_directory_and_skips_a_done_run(outputs):
+    cfg = _cfg(outputs=str(outputs))
+    directory, outcome = results.execute(cfg, _engine)
+    assert outcome == "done"
+    assert directory == outputs / "runs" / "toy" / results.run_key(cfg)
+    info = json.loads((directory / "run.json").read_text())
+    assert info["status"] == "done" and info["wall_s"] >= 0 and info["versions"]["torch"]
+    assert OmegaConf.load(directory / "config.yaml").chain.width == 8
+    assert results.execute(cfg, lambda c, w: pytest.fail("must not rerun"))[1] == "skipped"
+
+
+def test_failed_and_dead_runs_are_rerun_and_failures_keep_the_prefix(outputs):
+    cfg = _cfg(outputs=str(outputs))
+
+    def dies(c, writer):
+        writer.append([(0, 0, None, "r", 1.0)])
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        results.execute(cfg, dies)
+    directory = results.run_dir(cfg)
+    assert results.read_status(directory)["status"] == "failed"
+    assert "boom" in results.read_status(directory)["error"]
+    assert len(results.read_metrics(directory)) == 1  # the prefix survived
+    # a run left "running" by a process that no longer exists is rerun from scratch
+    info = results.read_status(directory)
+    info.update(status="running", pid=2**22 + 12345)
+    (directory / "run.json").write_text(json.dumps(info))
+    assert results.execute(cfg, _engine)[1] == "done"
+    assert len(results.read_metrics(directory)) == 8
+
+
+def test_load_joins_flattened_config_and_filters(outputs):
+    for width in (8, 16):
+        results.execute(_cfg(width=width, outputs=str(outputs)), _engine)
+    df = results.load("toy")
+    assert set(df["chain.width"]) == {8, 16}
+    assert list(df.columns[:5]) == list(results.COLUMNS)
+    only = results.load("toy", chain__width=16)
+    assert set(only["chain.width"]) == {16} and len(only) == 8
+    assert len(results.load("toy", {"chain.width": [8, 16]})) == 16
+    grad = only[only.metric == "grad"].sort_values("layer")
+    assert math.isinf(grad.value.iloc[0]) and math.isnan(grad.value.iloc[1])  # inf/nan survive the CSV
+    assert grad.layer.tolist() == [1, 2] and only[only.metric == "r"].layer.isna().all()
+    assert results.load("nothing").empty
