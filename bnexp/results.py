@@ -225,11 +225,15 @@ def read_metrics(directory: Path) -> pd.DataFrame:
 
 
 def load_runs(directories: Sequence[Path]) -> pd.DataFrame:
-    """Long rows of the given run directories joined with their flattened configs and a ``run`` column."""
+    """Long rows of the given run directories joined with their flattened configs and a ``run`` column.
+
+    The config's base ``seed`` becomes the column ``base_seed``: ``seed`` is the replicate's own seed.
+    """
     frames = []
     for directory in directories:
         df = read_metrics(directory)
         for name, value in run_config(directory).items():
+            name = f"base_{name}" if name in COLUMNS else name
             df[name] = [value] * len(df) if isinstance(value, tuple) else value
         df["run"] = Path(directory).name
         frames.append(df)

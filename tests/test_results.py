@@ -70,6 +70,7 @@ def test_load_joins_flattened_config_and_filters(outputs):
     df = results.load("toy")
     assert set(df["chain.width"]) == {8, 16}
     assert list(df.columns[:5]) == list(results.COLUMNS)
+    assert sorted(df.seed.unique()) == [0, 1] and (df.base_seed == 0).all()  # replicate seeds survive the join
     only = results.load("toy", chain__width=16)
     assert set(only["chain.width"]) == {16} and len(only) == 8
     assert len(results.load("toy", {"chain.width": [8, 16]})) == 16

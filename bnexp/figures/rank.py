@@ -30,7 +30,7 @@ BLUE, ORANGE = "tab:blue", "tab:orange"  # the papers' colours: BN blue, vanilla
 
 FIG2_RUNS = {
     "paper": {"chains": RunGrid("rank_depth")},
-    "quick": {"chains": RunGrid("rank_depth", {"chain.depth": 2000, "chain.measure_every": 20})},
+    "quick": {"chains": RunGrid("rank_depth", {"chain.depth": 5000, "chain.measure_every": 25})},
     "smoke": {"chains": RunGrid("rank_depth", {"chain.depth": 400, "chain.measure_every": 10, "n_seeds": 4})},
 }
 
@@ -82,7 +82,7 @@ FIG2_CAPTION = (
     "uses the same placement F(WH) (the notebook applies W F(H), i.e. it measures before the activation) and "
     "is rescaled to ‖H‖_F² = dN every layer (rank is scale free). The 'ReLU' panel uses ReLU (the notebook's "
     "'function_relu' actually returns tanh). The theory BN has no centring; the released code centres, and so "
-    "do we here. Quick scale: 2000 layers instead of 50 000.")
+    "do we here. Quick scale: 5000 layers instead of 50 000.")
 
 register(Figure("rank/fig2", "Rank of the last hidden layer vs depth, linear and ReLU, BN vs vanilla",
                 FIG2_CAPTION, FIG2_RUNS, plot_fig2, claims_fig2))
@@ -91,7 +91,7 @@ register(Figure("rank/fig2", "Rank of the last hidden layer vs depth, linear and
 
 FIG3A_RUNS = {
     "paper": RunGrid("rank_width"),
-    "quick": RunGrid("rank_width", {"chain.depth": 5000, "chain.burn_in": 500, "chain.measure_every": 10,
+    "quick": RunGrid("rank_width", {"chain.depth": 20000, "chain.burn_in": 1000, "chain.measure_every": 20,
                                     "n_seeds": 3},
                      {"chain.width": [8, 16, 32, 64, 128], "chain.gamma": [0.1, 1.0, INF]}),
     "smoke": RunGrid("rank_width", {"chain.depth": 1500, "chain.burn_in": 200, "chain.measure_every": 5,
@@ -209,7 +209,7 @@ FIG3A_CAPTION = (
     "(bulk spectrum statistics, rank_1/2 thresholds at 1/2); burn-in 1000 and rank_1/2 sampled every 1000 "
     "layers (the code samples every 10^4); the published values match rank_1/2, not the numeric rank the "
     "released code computes. One chain per (d, γ) at paper scale (band: ±1 std over sampled layers, as the "
-    "paper); quick scale: L = 5000, γ = 0.1 instead of 0.01 (γ = 0.01 mixes in ~1/γ² = 10^4 layers), "
+    "paper); quick scale: L = 20 000, γ = 0.1 instead of 0.01 (γ = 0.01 mixes in ~1/γ² = 10^4 layers), "
     "d ≤ 128, 3 seeds (band: 95% CI over seeds).")
 FIG3B_CAPTION = (
     "(b) Top-10 eigenvalues of M_ℓ for a nearly collinear input ‖x‖² 1 1ᵀ + 1e-5 Z (the released code's "
@@ -226,8 +226,8 @@ register(Figure("rank/fig3", "Rank_1/2 vs width (Theorem 2) and the spectrum for
 
 REG_RUNS = {
     "paper": {"chains": RunGrid("rank_regularity")},
-    "quick": {"chains": RunGrid("rank_regularity", {"chain.depth": 5000, "chain.burn_in": 500, "n_seeds": 3},
-                                {"chain.width": [8, 16, 32, 64]})},
+    "quick": {"chains": RunGrid("rank_regularity", {"chain.depth": 20000, "chain.burn_in": 1000, "n_seeds": 3},
+                                {"chain.width": [8, 16, 32, 64, 128]})},
     "smoke": {"chains": RunGrid("rank_regularity", {"chain.depth": 2000, "chain.burn_in": 200, "n_seeds": 2},
                                 {"chain.width": [8, 16, 32]})},
 }
@@ -290,7 +290,7 @@ REG_CAPTION = (
     "BN linear chain without skip connections (γ = ∞: the paper does not state γ; 0.1 and 1 give the same α "
     "within 0.01), theory BN, N = d, W ~ N(0, 1), start M_0 = I. Ergodic averages over every 10th layer "
     "after a burn-in of 1000 of L = 10^5 layers (paper scale, one chain per d as in the paper); quick scale "
-    "L = 5000, d ≤ 64, 3 seeds (95% CI over seeds).")
+    "L = 20 000, d ≤ 128, 3 seeds (95% CI over seeds).")
 plot_fig8, check_fig8 = single_panel(panel_fig8, claims_fig8, "chains", "regularity constant vs width")
 plot_fig9, check_fig9 = single_panel(panel_fig9, claims_fig9, "chains", "E‖M‖_F² vs width")
 register(
