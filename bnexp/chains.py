@@ -1,4 +1,4 @@
-"""Streamed random-matrix chains, batched over replicates (``bnexp simulate``; rank_markov.md §0.1).
+"""Streamed random-matrix chains, batched over replicates (``bnexp simulate``; rank Eqs. 1, 6; markov Eq. 5).
 
 Paper notation: ``H ∈ R^{d×N}``, ``M(H) = H Hᵀ/N``, one step ``H ← BN(H + γ W F(H))``. In code a representation
 is ``(N samples, d features)`` and R replicates are stacked into ``h`` of shape ``(R, N, d)``, so the paper's
@@ -13,13 +13,13 @@ is ``(N samples, d features)`` and R replicates are stacked into ``h`` of shape 
 ``N`` is the normalisation: ``bn_theory`` ``x/sqrt(mean_batch(x²) + eps)`` per feature (``diag(M)^{-1/2}H``);
 ``bn_center`` ``(x − μ)/sqrt(var_biased + eps)``; ``none`` (vanilla) the identity, followed when
 ``renormalize`` is set by a rescale to ``‖H‖_F² = dN`` per replicate (scale-free metrics are unaffected;
-``renorm_to=d`` rescales to ``‖H‖_F² = d`` instead, the ``‖Ĥ‖_F = √d`` of rank_markov.md Table 1, which
+``renorm_to=d`` rescales to ``‖H‖_F² = d`` instead, used for markov/table1, which
 matters only for a saturating F such as tanh: its vanilla chain collapses at that scale, not at dN).
 The input is ``H_0 = N(X)``, so every measured layer lives in the same space.
 
 ``sampler=gram`` draws ``W F(H)`` without W: its columns (code orientation) are i.i.d. ``N(0, G Gᵀ)`` with
 ``G = F(H)`` (N×d), and ``Gᵀ = QR`` gives ``G Gᵀ = RᵀR``, so ``Rᵀ Z`` with ``Z`` ``(min(N, d), d)`` i.i.d.
-N(0, 1) has exactly that law (ortho.md §1.1; QR instead of a matrix square root: same law, no eigh, no
+N(0, 1) has exactly that law (QR instead of a matrix square root: same law, no eigh, no
 squared condition number). Cost O(d N²) and N·d normals per layer instead of O(d² N) and d².
 
 RNG contract. Replicate r has seed ``seeds[r]`` and its own ``torch.Generator`` seeded with it. It draws its
@@ -36,7 +36,7 @@ generator, GIL released inside ``normal_``) and *step* (B layers of one lane, i.
 by one ``bmm`` per layer). ``threads`` worker threads (the caller's thread among them) run whichever task is
 ready with torch's intra-op threads set to 1, so the draws of different generators and the matmuls of
 different lanes overlap on all cores, and small matrices are never split over BLAS threads (25–100× slower on
-2 cores, depth.md §0.9). ``threads="auto"`` (measured in docs/performance.md): one thread when one layer's
+2 cores). ``threads="auto"`` (measured in docs/performance.md): one thread when one layer's
 weights over all replicates are fewer than 1500 numbers (≈ 4 µs of draws, less than what a second thread
 costs the step in GIL contention), else every core. Lanes: one, unless a step's
 matmul costs more than drawing its weights (then ``threads`` lanes: the matmuls are the critical path). A

@@ -13,7 +13,7 @@ Non-finite input never raises: a batch element whose (n, d) slice holds nan or i
 elements are unaffected. Where a metric is undefined on a finite input (r, V, φ, cosines of a zero matrix or a
 zero row) it gives nan; ``isometry_gap`` gives +inf for a singular Gram matrix.
 
-Specs: /work/shared/specs/rank_markov.md §0.4 (papers 000/001), ortho.md §1.2–1.4 (002), depth.md §0.7 (003).
+Sources: the rank and markov papers (ranks, r, rank_τ, regularity), the ortho paper (V, |cos|), the depth paper (φ).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def numerical_rank(
 def rank_torch(h: Tensor) -> Tensor:
     """Rank papers' ``torch.matrix_rank(H/‖H‖_F)`` in float32: #{σ_i > σ_max·max(n, d)·1.19e-7}.
 
-    The precision is part of the definition (rank_markov.md §0.4; 000 Figs 1, 5, 13; footnote 3 writes the
+    The precision is part of the definition (rank Figs 1, 5, 13; footnote 3 writes the
     tolerance as σ_max·d·10⁻⁷).
     """
     return numerical_rank(h, normalize=True, dtype=torch.float32)
@@ -137,7 +137,7 @@ def rank_np(h: Tensor) -> Tensor:
 
 def rank_abs(h: Tensor, tol: float = 1e-9) -> Tensor:
     """#{σ_i(H/‖H‖_F) ≥ tol} in float64 (001 Fig 1: "normalize each matrix and zero-out singular values with
-    absolute values less than 10^-9"; rank_markov.md §0.4)."""
+    absolute values less than 10^-9")."""
     h, bad = _prepare(h, scale_free=True)
     s = torch.linalg.svdvals(_unit_frobenius(h))
     return _mask((s >= tol).sum(-1).to(torch.float64), bad)
@@ -151,8 +151,9 @@ def soft_rank(h: Tensor, tau: float = 0.5) -> Tensor:
     """rank_τ(H) = #{i : σ_i²/N ≥ τ}, the eigenvalues of M(H) at least τ, after rescaling H so that Tr M = d.
 
     The rescaling H ← H·sqrt(dN)/‖H‖_F is a no-op for BN outputs (H ∈ 𝓗, Tr M = d) and makes the count
-    meaningful elsewhere (rank_markov.md §0.4 and ambiguity 1). The count runs over the min(n, d) singular
-    values of H, so τ = 0 gives min(n, d). Lemma 2: rank_τ(H) ≥ (1 − τ)² r(H) for H ∈ 𝓗. nan for a zero H.
+    meaningful elsewhere (the papers do not say how they normalise other matrices). The count runs over the
+    min(n, d) singular values of H, so τ = 0 gives min(n, d). Lemma 2: rank_τ(H) ≥ (1 − τ)² r(H) for H ∈ 𝓗.
+    nan for a zero H.
     """
     if not 0.0 <= tau <= 1.0:
         raise ConfigError("tau", tau, "must lie in [0, 1]")
@@ -228,7 +229,8 @@ def orthogonality_gap(h: Tensor) -> Tensor:
 def isometry_gap(h: Tensor) -> Tensor:
     """φ(H) = ln(Tr G / n) − (1/n) ln det G = ln(AM/GM of the eigenvalues λ_i of G = HᵀH) ≥ 0 (n×n Gram).
 
-    Depth paper Eq 5 with its sign fixed (depth.md §0.7 item 1, ambiguity A1). Scale invariant; 0 iff G ∝ I.
+    Depth paper Eq 5 with its sign fixed (as typeset φ ≤ 0; the text and code mean ln AM/GM ≥ 0).
+    Scale invariant; 0 iff G ∝ I.
     +inf when G is singular: n > d, or H numerically rank-deficient, i.e. σ_min ≤ σ_max·max(n, d)·eps64
     (the ``rank_np`` rule; a centered batch is singular). nan for a zero H.
 
@@ -265,15 +267,15 @@ def _pairwise_cosines(h: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def mean_abs_cosine(h: Tensor) -> Tensor:
-    """mean_{i<j} |⟨h_i, h_j⟩| / (‖h_i‖‖h_j‖) over the n samples (ortho paper Fig 1, §1.4, where n = 2; rank
-    paper's directional gradient alignment A_last, rank_markov.md §0.4). nan if a sample is zero or n < 2."""
+    """mean_{i<j} |⟨h_i, h_j⟩| / (‖h_i‖‖h_j‖) over the n samples (ortho paper Fig 1, where n = 2; rank
+    paper's directional gradient alignment A_last, rank Prop. 19). nan if a sample is zero or n < 2."""
     cos, bad = _pairwise_cosines(h)
     return _mask(cos.abs().mean(-1), bad)
 
 
 def mean_cosine(h: Tensor) -> Tensor:
     """mean_{i≠j} ⟨h_i, h_j⟩ / (‖h_i‖‖h_j‖), the plain cosine over distinct pairs of samples (depth paper
-    App. E; depth.md §0.7 item 7 and A11). nan if a sample is zero or n < 2."""
+    App. E: plain cosine over distinct pairs). nan if a sample is zero or n < 2."""
     cos, bad = _pairwise_cosines(h)
     return _mask(cos.mean(-1), bad)
 

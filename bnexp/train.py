@@ -13,7 +13,7 @@ For each replicate r (seed = cfg.seed + r) it builds the data and the model and 
   after each probe, so measuring never changes training), plus ``train_loss``, ``train_acc``, ``test_loss``
   and ``test_acc`` (layer empty). Step e ≥ 1: ``train_*`` are running means over epoch e's minibatches in
   train mode (weighted by batch size, weights changing); ``test_*`` are eval-mode passes over the test set.
-  Step 0: both come from eval-mode passes over the full sets before training (depth.md §0.7 item 8).
+  Step 0: both come from eval-mode passes over the full sets before training (as the depth paper's code).
   Eval passes run in chunks of ``data.batch_size`` (norms without running statistics — bn_theory,
   bn_center — normalise with each chunk's statistics, as in training).
 
@@ -44,7 +44,7 @@ __all__ = ["DTYPES", "OPTIMIZERS", "choose_threads", "evaluate", "make_model", "
            "train_epoch", "validate"]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
-SMALL_WIDTH = 256  # runtime.threads=auto: one BLAS thread up to this width (small per-op work, depth.md §0.9)
+SMALL_WIDTH = 256  # runtime.threads=auto: one BLAS thread up to this width (small per-op work)
 
 
 def _sgd(cfg: DictConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:

@@ -1,5 +1,5 @@
 """bnexp.chains: each recurrence against a numpy float64 oracle (paper orientation d×N, the same W), the RNG
-contract, M-space vs H-space, Gram vs full-W sampler, and the spec's calibrated checks (rank_markov.md)."""
+contract, M-space vs H-space, Gram vs full-W sampler, and the papers' lemmas and calibrated checks."""
 
 from __future__ import annotations
 
@@ -230,7 +230,7 @@ def test_residual_vanilla_collapses():
 
 
 def test_full_rank_for_small_batch():
-    """§3.1 remark: d = 64, N = 8, BN linear chain, 1000 layers: rank_{1/2} = N at every layer."""
+    """Rank paper §3.1 remark: d = 64, N = 8, BN linear chain, 1000 layers: rank_{1/2} = N at every layer."""
     p = ChainParams(width=64, batch=8, depth=1000, gamma=INF, metrics=("soft_rank",))
     _, v = collect(p, [0])
     assert v["soft_rank"].min() == 8

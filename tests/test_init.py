@@ -85,7 +85,7 @@ def test_orthogonal_is_orthonormal(fan_in, fan_out):
 
 
 def test_orthogonal_is_haar():
-    """Moments of Haar O(d) (depth §3, Weingarten): E W₀₀ = 0, E W₀₀² = 1/d, E W₀₀⁴ = 3/(d(d+2)),
+    """Moments of Haar O(d) (Weingarten calculus): E W₀₀ = 0, E W₀₀² = 1/d, E W₀₀⁴ = 3/(d(d+2)),
     E tr W = 0, E (tr W)² = 1. QR without the sign(diag R) fix has W₀₀ < 0 always and fails the first."""
     d, draws = 8, 4000
     g = torch.Generator().manual_seed(0)

@@ -57,7 +57,7 @@ def test_bn_center_equals_torch_batchnorm_and_numpy():
     ref = (a - a.mean(0)) / a.std(0)  # numpy std is the biased one (ddof=0)
     np.testing.assert_allclose(_np(m(x)), ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(_np(m(x)), _np(ref_torch(x)), rtol=1e-12, atol=1e-12)
-    # Paper form (depth §0.3): √n (h − mean h)/‖h − mean h‖₂ per feature row of H = xᵀ.
+    # Paper form (depth paper): √n (h − mean h)/‖h − mean h‖₂ per feature row of H = xᵀ.
     hc = a.T - a.T.mean(1, keepdims=True)
     paper = np.sqrt(a.shape[0]) * hc / np.linalg.norm(hc, axis=1, keepdims=True)
     np.testing.assert_allclose(_np(m(x)).T, paper, rtol=1e-12, atol=1e-12)

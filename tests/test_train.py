@@ -174,7 +174,7 @@ def test_probing_never_changes_the_model(norm):
 
 def test_vanilla_rank_collapses_with_depth_while_bn_keeps_it():
     # rank/fig1 left at init (the init_depth experiment: width 128, batch 128, float32, torch_default).
-    # Spec (rank_markov.md, 000 Fig 1 quick): vanilla rank_torch(hl=0) >= 120 and == 1 for hl >= 16;
+    # rank Fig 1 (calibrated): vanilla rank_torch(hl=0) >= 120 and == 1 for hl >= 16;
     # BN 128 at every depth. Here depth = hl + 1. Measured: vanilla 128 at depth 1, 1 at depth 16 and 17.
     ranks = {}
     for norm in ("none", "bn_torch"):

@@ -2,7 +2,7 @@
 (the long arXiv version of the rank-collapse paper): markov/fig1, fig4, table1, and the figures it shares
 with the NeurIPS version (markov/fig2, fig3, fig9, fig10 = rank/fig3a, fig3b, fig8, fig9).
 
-Setups and calibrated thresholds: ``specs/rank_markov.md`` (001 Fig 1, Fig 4, Table 1).
+Each figure's caption states its setup and every decision where the paper is silent.
 """
 
 from __future__ import annotations

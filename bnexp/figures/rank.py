@@ -1,7 +1,7 @@
 """Init-time figures of "Batch Normalization Provably Avoids Rank Collapse for Randomly Initialised Deep
 Networks" (Daneshmand, Kohler, Bach, Hofmann, Lucchi; NeurIPS 2020): rank/fig2, fig3 (a, b), fig8, fig9.
 
-Setups and calibrated thresholds: ``specs/rank_markov.md`` (000 Fig 2, 3a, 3b, 8, 9). The random-matrix chains
+Each figure's caption states its setup and every decision where the paper is silent. The random-matrix chains
 run in :mod:`bnexp.chains`; every number in a claim is computed from our runs.
 """
 
@@ -148,10 +148,14 @@ def claims_fig3a(df, scale):
                                   monotone_increments(curve.to_numpy()),
                                   monotone_increments(curve.to_numpy()) >= 0, "≥ 0", "grows with d"))
     for gamma in (1.0, INF):
-        if gamma in means.index.get_level_values(0) and 32 in means.loc[gamma].index:
-            claims.append(Claim.close(f"γ={fmt_gamma(gamma)}: rank_1/2 at d = 32", float(means.loc[gamma, 32]),
-                                      FIG3A_IMAGE[32], 0.2, "≈ 7.0 (log2 2.8, read off Fig 3a)",
-                                      relative=True))
+        if gamma not in means.index.get_level_values(0):
+            continue
+        curve = means.loc[gamma]
+        published = np.array([FIG3A_IMAGE[int(w)] for w in curve.index])
+        worst = float(np.max(np.abs(curve.to_numpy() / published - 1)))
+        claims.append(Claim.at_most(f"γ={fmt_gamma(gamma)}: largest relative deviation from the published values "
+                                    f"(d = {', '.join(str(int(w)) for w in curve.index)})", worst, 0.15,
+                                    "2.8, 4.6, 7.0, 10.9, 16.6, 25 at d = 8…256 (read off Fig 3a)"))
     return claims
 
 

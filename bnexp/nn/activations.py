@@ -1,4 +1,4 @@
-"""Activations and the shaped gain σ(α_ℓ x) of the depth paper (specs/depth.md §0.2).
+"""Activations and the shaped gain σ(α_ℓ x) of the depth paper (Eq. 11).
 
 The depth paper's eq. (11) is ``X_{ℓ+1} = σ(α_ℓ · BN(W_ℓ X_ℓ))``: the gain multiplies the activation's
 *input* and nothing rescales the output by 1/α_ℓ. Its code uses ``α_ℓ = (ℓ+1)^{exponent}`` with 0-indexed

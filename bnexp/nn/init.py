@@ -1,4 +1,4 @@
-"""Weight initialisations (specs/rank_markov.md §0.2, specs/depth.md §0.4, specs/ortho.md §1.10).
+"""Weight initialisations used by the rank, ortho and depth papers and their released code.
 
 ``init_weights(model, scheme)`` redraws the ``weight`` of every ``nn.Linear`` and ``nn.Conv{1,2,3}d``
 and touches nothing else: biases keep PyTorch's default U(−1/√fan_in, 1/√fan_in) drawn at construction,
@@ -17,7 +17,7 @@ norm layers keep γ = 1, β = 0. ``fan_in`` is ``in_features`` (``in_channels·k
 
 ``gain`` multiplies every scheme's weights (variance × gain²); for the xavier schemes it is exactly
 torch's ``gain`` argument. The config default is 1. Note that the depth paper's code ignores its gain for
-orthogonal init, and only passes ``calculate_gain(act)`` to xavier_normal (depth §0.4).
+orthogonal init, and only passes ``calculate_gain(act)`` to xavier_normal (depth paper code).
 """
 
 from __future__ import annotations

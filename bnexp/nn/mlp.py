@@ -1,9 +1,9 @@
 """Fully connected networks: the papers' BN MLP and the residual MLP of the theory chains.
 
-``MLP`` is the depth paper's ``MLPWithBatchNorm`` (specs/depth.md §0.2) and the rank papers' MLPs
-(specs/rank_markov.md §0.5): Linear → norm → activation for every hidden layer, then a plain readout.
-``ResidualMLP`` is the post-norm residual chain ``H ← BN(H + γ W F(H))`` of 000 Eq. (1) / 001 Eq. (5)
-(rank_markov §0.1) behind an input projection, with a pre-norm variant and γ = ∞ for no skip.
+``MLP`` is the depth paper's ``MLPWithBatchNorm`` and the rank papers' MLPs: Linear → norm → activation
+for every hidden layer, then a plain readout. ``ResidualMLP`` is the post-norm residual chain
+``H ← BN(H + γ W F(H))`` of rank Eq. (1) / markov Eq. (5) behind an input projection, with a pre-norm
+variant and γ = ∞ for no skip.
 
 Both take the norm and activation by config name (``bnexp.nn.norms.NORMS``,
 ``bnexp.nn.activations.ACTIVATIONS``), flatten inputs with more than 2 dims, and return
@@ -39,7 +39,23 @@ def _check_size(key: str, value: int | None, allow_none: bool = False) -> None:
         raise ConfigError(key, value, "must be an integer >= 1")
 
 
-class MLP(nn.Module):
+class _Network(nn.Module):
+    """``forward`` and ``forward_features`` share one pass, ``_forward(x, layers)``, that appends each hidden
+    layer's {"pre", "norm", "post"} to ``layers`` when it is a list."""
+
+    def _forward(self, x: Tensor, layers: list[dict[str, Tensor]] | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._forward(x, None)
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, list[dict[str, Tensor]]]:
+        """``(forward(x), layers)`` in one pass; ``layers[ℓ]`` = {"pre", "norm", "post"} of layer (block) ℓ."""
+        layers: list[dict[str, Tensor]] = []
+        return self._forward(x, layers), layers
+
+
+class MLP(_Network):
     """``depth`` normalised hidden layers of width d, then an optional readout.
 
     For ℓ = 0 … depth−1 (fc_0: d_in → d, fc_ℓ: d → d)::
@@ -98,25 +114,17 @@ class MLP(nn.Module):
                 layers.append({"pre": h, "norm": z, "post": x})
         return self.readout(x) if self.readout is not None else x
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._forward(x, None)
-
-    def forward_features(self, x: Tensor) -> tuple[Tensor, list[dict[str, Tensor]]]:
-        """``(forward(x), layers)`` in one pass; ``layers[ℓ]`` = {"pre", "norm", "post"} of layer ℓ."""
-        layers: list[dict[str, Tensor]] = []
-        return self._forward(x, layers), layers
-
     def weight_layers(self) -> list[nn.Module]:
         """[fc_0, …, fc_{depth−1}, readout]: index ℓ < depth feeds hidden layer ℓ."""
         return [*self.fc, *([self.readout] if self.readout is not None else [])]
 
 
-class ResidualMLP(nn.Module):
+class ResidualMLP(_Network):
     """Input projection, ``depth`` residual blocks on H ∈ R^{n×d}, optional readout.
 
     ``H_0 = fc_in(x)`` (d_in → d, no norm), then for block ℓ with weight W_ℓ (d×d) and F = σ::
 
-        placement="post":  H ← norm(H + γ · F(H) W_ℓᵀ)     # theory: BN(H + γ W F(H)), rank_markov §0.1
+        placement="post":  H ← norm(H + γ · F(H) W_ℓᵀ)     # theory: BN(H + γ W F(H)), rank Eq. (1)
         placement="pre":   H ← H + γ · F(norm(H)) W_ℓᵀ
         gamma=inf:         H ← norm(F(H) W_ℓᵀ)  (post)  /  H ← F(norm(H)) W_ℓᵀ  (pre): no skip
 
@@ -170,14 +178,6 @@ class ResidualMLP(nn.Module):
             if layers is not None:
                 layers.append({"pre": branch, "norm": z, "post": h})
         return self.readout(h) if self.readout is not None else h
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._forward(x, None)
-
-    def forward_features(self, x: Tensor) -> tuple[Tensor, list[dict[str, Tensor]]]:
-        """``(forward(x), layers)`` in one pass; ``layers[ℓ]`` = {"pre", "norm", "post"} of block ℓ."""
-        layers: list[dict[str, Tensor]] = []
-        return self._forward(x, layers), layers
 
     def weight_layers(self) -> list[nn.Module]:
         """[fc_in, W_0, …, W_{depth−1}, readout]: block ℓ's weight is index ℓ + 1."""

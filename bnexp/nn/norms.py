@@ -5,13 +5,13 @@ for a conv feature map the statistics of channel c are taken over (N, H, W). In 
 (H ∈ R^{d×N}, rows = features) the theory's BN is ``diag(M)^{-1/2} H`` with ``M = H Hᵀ / N``; in code
 orientation that is ``x / sqrt(mean over rows of x²)``, column by column.
 
-| name            | forward (per feature)                                | spec                          |
+| name            | forward (per feature)                                | used by                       |
 |-----------------|------------------------------------------------------|-------------------------------|
-| ``bn_torch``    | (x − μ_B)/sqrt(var_B + 1e-5)·γ + β, running stats     | rank_markov §0.3, depth §0.3  |
-| ``bn_nocenter`` | x / sqrt(mean_B(x²) + 1e-5)·γ + β, running 2nd moment | rank_markov §0.3              |
-| ``bn_theory``   | x / sqrt(mean_B(x²))  (``unit_norm``: x / ‖x‖₂)       | rank_markov §0.3, depth §0.3, |
-|                 |                                                      | ortho §1.1 (``unit_norm``)    |
-| ``bn_center``   | (x − μ_B)/sqrt(var_B,biased + eps), eps = 0           | rank_markov §0.3, depth §0.3  |
+| ``bn_torch``    | (x − μ_B)/sqrt(var_B + 1e-5)·γ + β, running stats     | rank (VGG/ResNet), depth      |
+| ``bn_nocenter`` | x / sqrt(mean_B(x²) + 1e-5)·γ + β, running 2nd moment | rank Figs 5, 7, 13           |
+| ``bn_theory``   | x / sqrt(mean_B(x²))  (``unit_norm``: x / ‖x‖₂)       | rank theory, depth Eq. 4,     |
+|                 |                                                      | ortho Eq. 1 (``unit_norm``)   |
+| ``bn_center``   | (x − μ_B)/sqrt(var_B,biased + eps), eps = 0           | rank Fig 2 code, depth App. H |
 | ``none``        | identity                                             | —                             |
 
 ``make_norm(name, num_features, spatial=..., **kwargs)`` builds one; unknown names and options raise
@@ -61,7 +61,7 @@ def _check_nonneg(key: str, value: float) -> None:
 class BatchNormTheory(nn.Module):
     """The theory's BN: ``y = x / sqrt(mean_B(x²) + eps)`` per feature, i.e. ``diag(M)^{-1/2} H``.
 
-    rank_markov §0.3 (000 Eq. 2 with α=0, β=1; 001 FBN) and depth §0.3 (``bn_rms``): no centring, no
+    Rank paper Eq. 2 with α=0, β=1 (markov paper's FBN) and the depth paper's code (``bn_rms``): no centring, no
     affine part, no running statistics — train and eval modes are identical. Every output feature has
     unit second moment over the batch, so ``Tr M = d``.
 
@@ -91,12 +91,12 @@ class BatchNormTheory(nn.Module):
 class BatchNormCenter(nn.Module):
     """Centred BN without affine part or running stats: ``y = (x − μ_B) / sqrt(var_B + eps)``.
 
-    rank_markov §0.3 (001 Eq. 1 read as standard BN) and depth §0.3 (``bn_centered``):
+    Markov paper Eq. 1 read as standard BN, and the depth paper's ``mean_reduction`` BN:
     ``√n (h − mean h)/‖h − mean h‖₂`` per feature with the biased variance and ``eps = 0`` by default.
     Batch statistics are used in train and eval mode alike.
 
     ``unbiased=True`` divides by the unbiased standard deviation (``torch.std``), the released
-    ``code_fig_1.py`` variant (rank_markov §0.3 ``bn_code_fig1``).
+    ``code_fig_1.py`` variant.
     """
 
     def __init__(self, num_features: int, eps: float = 0.0, unbiased: bool = False):
@@ -117,7 +117,7 @@ class BatchNormCenter(nn.Module):
 class BatchNormNoCenter(nn.Module):
     """BN without centring: ``y = x / sqrt(mean_B(x²) + eps) · γ + β`` per feature.
 
-    rank_markov §0.3 ``bn_nocenter`` (000 Fig 5, 7, 13; 001 Fig 11). Unlike the released ``my_bn.py``
+    The rank paper's "BN without centering" (rank Figs 5, 7, 13; markov Fig 11). Unlike the released ``my_bn.py``
     — which passed zeros as ``running_mean`` to ``F.batch_norm`` and so still centred in training mode —
     this layer never subtracts the mean. Training mode normalises with the batch second moment and
     updates ``running_sq ← (1 − momentum)·running_sq + momentum·mean_B(x²)``; eval mode uses
