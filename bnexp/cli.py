@@ -1,4 +1,4 @@
-"""The ``bnexp`` command.
+"""The ``bnexp`` command (usage below; ``bnexp --help`` prints it).
 
 ::
 
@@ -8,7 +8,7 @@
     bnexp reproduce FIG... [--scale quick]         run whatever FIG still lacks, then plot it
     bnexp plot FIG... [--scale quick]              regenerate FIG from saved CSVs only
     bnexp figures [--scale quick]                  every figure: id, title, runs present, claims passing
-    bnexp report [--scale quick]                   one page with every figure, its claims and commands
+    bnexp report                                   one page with every figure, its claims and commands
 
 ``train``, ``simulate`` and ``sweep`` take Hydra overrides (and Hydra flags such as ``--cfg job``); a
 launcher is chosen the Hydra way, e.g. ``hydra/launcher=joblib`` or ``hydra/launcher=submitit_slurm``.
@@ -232,8 +232,9 @@ def cmd_report(ns: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     from bnexp.figures import SCALES
 
-    p = argparse.ArgumentParser(prog="bnexp", description=__doc__.split("::")[0].strip(),
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    usage = __doc__.split("::")[1].rstrip()
+    p = argparse.ArgumentParser(prog="bnexp", description="Reproduce the figures of the batch-normalization papers.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog="commands:" + usage)
     sub = p.add_subparsers(dest="command", required=True)
     for name in HYDRA_COMMANDS:
         sub.add_parser(name, help=f"{name} (Hydra overrides follow)", add_help=False)
@@ -249,8 +250,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--dry-run", action="store_true", help="print the sweeps without running them")
     figs = sub.add_parser("figures", help="list every figure with its runs and claims")
     figs.add_argument("--scale", **scale)
-    report = sub.add_parser("report", help="one page with every plotted figure and its claims")
-    report.add_argument("--scale", **scale)
+    sub.add_parser("report", help="one page with every plotted figure and its claims")
     return p
 
 
