@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create .venv and install bnexp with its dev tools
 
 quick: venv ## reproduce every figure at quick scale (offline, CPU, minutes), then write outputs/report.html
-	$(BIN)/bnexp reproduce all --scale $(SCALE); status=$$?; $(BIN)/bnexp report; exit $$status
+	$(BIN)/bnexp reproduce all --scale $(SCALE); status=$$?; $(BIN)/bnexp report && exit $$status
 
 test: venv ## run the test suite
 	$(BIN)/pytest -q

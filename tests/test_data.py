@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from bnexp import data
 from bnexp.config import compose
 from bnexp.errors import ConfigError

@@ -100,6 +100,9 @@ class Claim:
     def holds(cls, statement: str, measured: float, ok: bool, expected: str, paper: str) -> Claim:
         return cls(statement, paper, float(measured), expected, bool(ok))
 
+    def __post_init__(self) -> None:
+        self.measured, self.passed = float(self.measured), bool(self.passed)  # plain JSON types, never numpy
+
     def to_dict(self) -> dict[str, Any]:
         return {"statement": self.statement, "paper": self.paper, "measured": self.measured,
                 "expected": self.expected, "passed": self.passed}

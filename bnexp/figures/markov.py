@@ -259,12 +259,12 @@ _b = single_panel(rank.panel_fig3b, rank.claims_fig3b, "b", "top-10 eigenvalues 
 _8 = single_panel(rank.panel_fig8, rank.claims_fig8, "chains", "regularity constant vs width")
 _9 = single_panel(rank.panel_fig9, rank.claims_fig9, "chains", "E‖M‖_F² vs width")
 register(
-    Figure("markov/fig2", "Theorem 3 validation: rank_1/2 vs width (= rank/fig3a)", rank.FIG3A_CAPTION,
+    Figure("markov/fig2", "Theorem 3 validation: rank_1/2 vs width (its panel a)", rank.FIG3A_CAPTION,
            {s: {"a": g} for s, g in rank.FIG3A_RUNS.items()}, *_a, alias_of="rank/fig3"),
-    Figure("markov/fig3", "Top-10 eigenvalues of M_ℓ, nearly collinear input (= rank/fig3b)", rank.FIG3B_CAPTION,
+    Figure("markov/fig3", "Top-10 eigenvalues of M_ℓ, nearly collinear input (its panel b)", rank.FIG3B_CAPTION,
            {s: {"b": g} for s, g in rank.FIG3B_RUNS.items()}, *_b, alias_of="rank/fig3"),
-    Figure("markov/fig9", "Regularity constant vs width (= rank/fig8)", rank.REG_CAPTION, rank.REG_RUNS, *_8,
+    Figure("markov/fig9", "Regularity constant vs width", rank.REG_CAPTION, rank.REG_RUNS, *_8,
            alias_of="rank/fig8"),
-    Figure("markov/fig10", "E‖M‖_F² vs width (= rank/fig9)", rank.REG_CAPTION, rank.REG_RUNS, *_9,
+    Figure("markov/fig10", "E‖M‖_F² vs width", rank.REG_CAPTION, rank.REG_RUNS, *_9,
            alias_of="rank/fig9"),
 )
