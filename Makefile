@@ -9,7 +9,7 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 SCALE  ?= quick
 
 .DEFAULT_GOAL := help
-.PHONY: help venv quick test test-fast lint bench paper-fig3 report clean
+.PHONY: help venv quick test lint bench paper-fig3 report clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -28,9 +28,6 @@ quick: venv ## reproduce every figure at quick scale (offline, CPU, minutes), th
 
 test: venv ## run the test suite
 	$(BIN)/pytest -q
-
-test-fast: venv ## the tests without the quick-scale reproductions
-	$(BIN)/pytest -q -m "not slow"
 
 lint: venv ## ruff
 	$(BIN)/ruff check .

@@ -37,7 +37,7 @@ by one ``bmm`` per layer). ``threads`` worker threads (the caller's thread among
 ready with torch's intra-op threads set to 1, so the draws of different generators and the matmuls of
 different lanes overlap on all cores, and small matrices are never split over BLAS threads (25–100× slower on
 2 cores). ``threads="auto"`` (measured in docs/performance.md): one thread when one layer's
-weights over all replicates are fewer than 1500 numbers (≈ 4 µs of draws, less than what a second thread
+weights over all replicates are fewer than 1000 numbers (≈ 4 µs of draws, less than what a second thread
 costs the step in GIL contention), else every core. Lanes: one, unless a step's
 matmul costs more than drawing its weights (then ``threads`` lanes: the matmuls are the critical path). A
 single chain whose matmul costs more than twice its draws (float64 at d ≥ 256) runs serially with every core
@@ -59,11 +59,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from bnexp import metrics
-from bnexp.errors import ConfigError
+from bnexp.errors import ConfigError, check_int, check_number
 from bnexp.nn.activations import ACTIVATIONS
+from bnexp.runtime import DTYPES, check_threads, resolve_device
 
 __all__ = ["ChainParams", "chain_inputs", "run", "simulate", "states"]
 
@@ -74,13 +76,12 @@ INPUTS = ("gaussian", "collinear", "orthogonal")
 SPACES = ("H", "M")
 SAMPLERS = ("full_w", "gram")
 RENORM_TARGETS = ("dN", "d")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # metrics that need the samples themselves, not only M (space=M measures a stand-in h with hᵀh/N = M)
 SAMPLE_METRICS = frozenset({"mean_abs_cosine", "mean_cosine"})
 
 RNG_BLOCK = 2**17  # random numbers per replicate per block: amortises per-task overhead (contract: fixed)
 _SLOTS = 2  # weight blocks in flight per lane (double buffering: draw block k+1 while stepping block k)
-_AUTO_MIN_NUMBERS = 1500  # auto threads: fewer weight numbers per layer (all replicates) than this → 1 thread
+_AUTO_MIN_NUMBERS = 1000  # auto threads: fewer weight numbers per layer (all replicates) than this → 1 thread
 _FLUSH_LAYERS = 256  # run(): measured layers buffered before writer.append
 _FLUSH_SECONDS = 30.0  # ... or this long, whichever comes first
 
@@ -98,7 +99,7 @@ class ChainParams:
     gamma: float = math.inf
     norm: str = "bn_theory"
     renormalize: bool = True
-    renorm_to: str = "dN"  # not yet in simulate.yaml (proposed): target ‖H‖_F² of the vanilla rescale, dN | d
+    renorm_to: str = "dN"
     act: str = "linear"
     act_order: str = "branch"
     weights: str = "gauss"
@@ -118,14 +119,11 @@ class ChainParams:
     @classmethod
     def from_cfg(cls, chain_cfg: Mapping[str, Any]) -> ChainParams:
         """Build from the ``chain:`` mapping (DictConfig or dict); missing keys keep their defaults."""
-        if not isinstance(chain_cfg, Mapping):
-            from omegaconf import DictConfig, OmegaConf
-
-            if not isinstance(chain_cfg, DictConfig):
-                raise ConfigError("chain", chain_cfg, "must be a mapping of chain options")
+        if isinstance(chain_cfg, DictConfig):
             chain_cfg = OmegaConf.to_container(chain_cfg, resolve=True)
-        else:
-            chain_cfg = dict(chain_cfg)
+        elif not isinstance(chain_cfg, Mapping):
+            raise ConfigError("chain", chain_cfg, "must be a mapping of chain options")
+        chain_cfg = dict(chain_cfg)
         known = {f.name for f in fields(cls)}
         for key in chain_cfg:
             if key not in known:
@@ -169,14 +167,10 @@ class ChainParams:
     def validate(self) -> ChainParams:
         """Raise :class:`ConfigError` naming the first impossible key (``chain.<key>``); return self."""
         def positive_int(key: str, value: Any, minimum: int = 1) -> None:
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ConfigError(f"chain.{key}", value, f"must be an integer ≥ {minimum}")
+            check_int(f"chain.{key}", value, minimum)
 
         def number(key: str, value: Any, lo: float, hi: float = math.inf, *, inf_ok: bool = False) -> None:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-            ok = ok and lo <= value <= hi and (inf_ok or not math.isinf(value))
-            if not ok:
-                raise ConfigError(f"chain.{key}", value, f"must be a number in [{lo}, {hi}]")
+            check_number(f"chain.{key}", value, lo, hi, inf_ok=inf_ok)
 
         def choice(key: str, value: Any, valid: Sequence[str]) -> None:
             if value not in valid:
@@ -684,8 +678,7 @@ def simulate(
     params.validate()
     seeds = _check_seeds(seeds)
     gammas = _check_gammas([params.gamma] * len(seeds) if gammas is None else gammas, len(seeds))
-    if threads != "auto" and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError("runtime.threads", threads, "must be 'auto' or an integer ≥ 1")
+    check_threads(threads)
     device = torch.device(device)
     plan = _plan(params, len(seeds), device, threads)
     return _iterate(params, seeds, gammas, device, plan, progress)
@@ -734,8 +727,7 @@ def run(cfg: Any, writer: Any) -> None:
     seeds = [int(cfg["seed"]) + r for r in range(int(cfg["n_seeds"]))]
     runtime = cfg.get("runtime") or {}
     threads = runtime.get("threads", "auto")
-    device = runtime.get("device", "auto")
-    device = "cpu" if device in (None, "auto") else device
+    device = resolve_device(runtime.get("device", "auto"), "simulate")
     rows: list[tuple[int, int, None, str, float]] = []
     buffered, last_flush = 0, time.monotonic()
     chain = simulate(params, seeds, device=device, progress=bool(runtime.get("progress", False)), threads=threads)

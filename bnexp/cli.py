@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
-from bnexp import config, results
+from bnexp import config, results, runtime
 from bnexp.errors import ConfigError
 
 HYDRA_COMMANDS = ("train", "simulate", "sweep")
@@ -39,23 +39,12 @@ def run_one(cfg: DictConfig, *, force: bool = False) -> str:
         from bnexp.chains import run as engine
     else:
         from bnexp.train import run as engine
-    device = _device(cfg)
+    device = str(runtime.resolve_device(cfg.get("runtime", {}).get("device", "auto"), cfg.engine))
     start = time.time()
     directory, outcome = results.execute(cfg, engine, device=device, force=force)
     took = f" in {time.time() - start:.1f}s" if outcome == "done" else " (already done)"
     print(f"[bnexp] {cfg.exp_name}/{directory.name}: {outcome}{took} → {directory}", flush=True)
     return str(directory)
-
-
-def _device(cfg: DictConfig) -> str:
-    wanted = str(cfg.get("runtime", {}).get("device", "auto"))
-    if cfg.engine == "simulate":
-        return "cpu" if wanted == "auto" else wanted
-    import torch
-
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return wanted
 
 
 def _hydra_main(config_name: str, args: Sequence[str], multirun: bool) -> None:

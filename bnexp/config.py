@@ -117,9 +117,11 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(key, value, "must be a non-negative integer" if key == "seed" else
                               "must be an integer ≥ 1")
     if engine == "simulate":
+        from bnexp import runtime
         from bnexp.chains import ChainParams
 
         ChainParams.from_cfg(cfg.chain).validate()
+        runtime.validate(cfg, engine)
     else:
         from bnexp.train import validate as validate_train
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch import Tensor
 
-from bnexp.errors import ConfigError
+from bnexp.errors import ConfigError, check_int
 
 __all__ = ["DATASETS", "STREAMS", "Source", "derive_seed", "make_dataset", "minibatches", "probe_batch"]
 
@@ -47,9 +46,7 @@ def derive_seed(seed: int, stream: str) -> int:
 
 
 def _check_int(cfg: DictConfig, key: str, minimum: int) -> None:
-    value = cfg.get(key)
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"data.{key}", value, f"must be an integer >= {minimum}")
+    check_int(f"data.{key}", cfg.get(key), minimum)
 
 
 # ------------------------------------------------------------------------------------------------ sources

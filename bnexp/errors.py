@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from numbers import Integral, Real
 from typing import Any
 
 
@@ -30,3 +32,25 @@ def choose(key: str, value: Any, registry: Iterable[Any]) -> Any:
     if value not in registry:
         raise ConfigError(key, value, registry)
     return value
+
+
+def check_int(key: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int if it is an integer (not a bool) ≥ ``minimum``, else :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ConfigError(key, value, f"must be an integer ≥ {minimum}")
+    return int(value)
+
+
+def check_number(key: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *, inf_ok: bool = False,
+                 open_lo: bool = False) -> float:
+    """``value`` as a float if it is a real number (not a bool, not nan) in [lo, hi] (or (lo, hi] with
+    ``open_lo``), finite unless ``inf_ok``; else :class:`ConfigError` naming the interval."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and not math.isnan(value)
+    ok = ok and (lo < value if open_lo else lo <= value) and value <= hi and (inf_ok or not math.isinf(value))
+    if not ok:
+        if math.isinf(hi):
+            rule = f"must be a number {'>' if open_lo else '≥'} {lo:g}" + ("" if inf_ok else " (finite)")
+        else:
+            rule = f"must be a number in {'(' if open_lo else '['}{lo:g}, {hi:g}]"
+        raise ConfigError(key, value, rule)
+    return float(value)

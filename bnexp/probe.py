@@ -31,7 +31,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
 from bnexp import metrics
-from bnexp.errors import ConfigError
+from bnexp.errors import ConfigError, check_int, check_number
 
 __all__ = [
     "POINTS",
@@ -82,14 +82,9 @@ class ProbeSpec:
             layers = tuple(OmegaConf.to_container(layers) if isinstance(layers, ListConfig) else layers)
         layer_indices(layers, depth)
         tau = cfg.get("tau")
-        if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not 0.0 <= tau <= 1.0:
-            raise ConfigError("probe.tau", tau, "must lie in [0, 1]")
-        top_k = cfg.get("top_k")
-        if not isinstance(top_k, Integral) or isinstance(top_k, bool) or top_k < 1:
-            raise ConfigError("probe.top_k", top_k, "must be an integer >= 1")
-        tol = cfg.get("rank_tol")
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
-            raise ConfigError("probe.rank_tol", tol, "must be > 0")
+        check_number("probe.tau", tau, 0.0, 1.0)
+        top_k = check_int("probe.top_k", cfg.get("top_k"), 1)
+        tol = check_number("probe.rank_tol", cfg.get("rank_tol"), 0.0, open_lo=True)
         if not isinstance(cfg.get("grad_norms"), bool):
             raise ConfigError("probe.grad_norms", cfg.get("grad_norms"), (True, False))
         return cls(tuple(names), cfg.point, layers, cfg.grad_norms, float(tau), int(top_k), float(tol))

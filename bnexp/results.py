@@ -50,9 +50,17 @@ def outputs_root(cfg: DictConfig | None = None) -> Path:
 
 
 def key_config(cfg: DictConfig | Mapping) -> dict:
-    """The part of a config that identifies a run: everything but paths, runtime and hydra."""
+    """The part of a config that identifies a run: everything but paths, runtime and hydra.
+
+    Exception: a chain run on a named non-CPU device keeps ``runtime.device`` — its generators draw other
+    numbers there, so it is a different run (networks draw their weights on the CPU and are not).
+    """
     container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    return {k: v for k, v in container.items() if k not in KEY_EXCLUDED}
+    key = {k: v for k, v in container.items() if k not in KEY_EXCLUDED}
+    device = str((container.get("runtime") or {}).get("device", "auto"))
+    if container.get("engine") == "simulate" and device not in ("auto", "cpu", "None"):
+        key["device"] = device
+    return key
 
 
 def run_key(cfg: DictConfig | Mapping) -> str:

@@ -27,7 +27,6 @@ device until one transfer for logging.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from numbers import Integral, Real
 
 import torch
 import torch.nn.functional as F
@@ -35,15 +34,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bnexp import data, metrics
-from bnexp.errors import ConfigError, choose
+from bnexp import data, metrics, runtime
+from bnexp.errors import ConfigError, check_int, check_number, choose
 from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, init_weights
 from bnexp.probe import ProbeSpec, probe, values_to_rows
+from bnexp.runtime import DTYPES, resolve_device
 
-__all__ = ["DTYPES", "OPTIMIZERS", "choose_threads", "evaluate", "make_model", "resolve_device", "run",
+__all__ = ["OPTIMIZERS", "choose_threads", "evaluate", "make_model", "run",
            "train_epoch", "validate"]
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 SMALL_WIDTH = 256  # runtime.threads=auto: one BLAS thread up to this width (small per-op work)
 
 
@@ -58,58 +57,32 @@ OPTIMIZERS: dict[str, Callable[[DictConfig, Iterable[nn.Parameter]], torch.optim
 # ------------------------------------------------------------------------------------------------ validation
 
 
-def _integer(key: str, value, minimum: int) -> int:
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(key, value, f"must be an integer >= {minimum}")
-    return int(value)
-
-
-def _number(key: str, value, ok: Callable[[float], bool], expected: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not ok(float(value)):
-        raise ConfigError(key, value, expected)
-    return float(value)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``runtime.device``: ``auto`` → cuda when available, else cpu; otherwise a torch device string."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as err:
-        raise ConfigError("runtime.device", name, "auto, cpu, cuda or cuda:<index>") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("runtime.device", name, "CUDA is not available here; use auto or cpu")
-    return device
-
-
 def choose_threads(setting, width: int) -> int | None:
     """Torch threads for ``runtime.threads``: an int as given; ``auto`` → 1 for width ≤ 256 (tiny matmuls
     are far faster on one thread), else None (keep the process default)."""
     if setting == "auto":
         return 1 if width <= SMALL_WIDTH else None
-    return _integer("runtime.threads", setting, 1)
+    return check_int("runtime.threads", setting, 1)
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the key of the first impossible value, before any work."""
     choose("model.name", cfg.model.get("name"), MODELS)
-    depth = _integer("model.depth", cfg.model.get("depth"), 1)
-    width = _integer("model.width", cfg.model.get("width"), 1)
+    depth = check_int("model.depth", cfg.model.get("depth"), 1)
+    width = check_int("model.width", cfg.model.get("width"), 1)
     choose("norm.name", cfg.norm.get("name"), NORMS)
     choose("act.name", cfg.act.get("name"), ACTIVATIONS)
     choose("init.name", cfg.init.get("name"), INITS)
-    _number("init.gain", cfg.init.get("gain", 1.0), lambda v: v > 0, "must be > 0")
+    check_number("init.gain", cfg.init.get("gain", 1.0), 0.0, open_lo=True)
     data.validate(cfg.data)
     spec = ProbeSpec.from_cfg(cfg.probe, depth)
     choose("optim.name", cfg.optim.get("name"), OPTIMIZERS)
-    epochs = _integer("optim.epochs", cfg.optim.get("epochs"), 0)
-    _number("optim.lr", cfg.optim.get("lr"), lambda v: v > 0, "must be > 0")
-    _number("optim.momentum", cfg.optim.get("momentum"), lambda v: v >= 0, "must be >= 0")
-    _number("optim.weight_decay", cfg.optim.get("weight_decay"), lambda v: v >= 0, "must be >= 0")
+    epochs = check_int("optim.epochs", cfg.optim.get("epochs"), 0)
+    check_number("optim.lr", cfg.optim.get("lr"), 0.0, open_lo=True)
+    check_number("optim.momentum", cfg.optim.get("momentum"), 0.0)
+    check_number("optim.weight_decay", cfg.optim.get("weight_decay"), 0.0)
     choose("dtype", cfg.get("dtype"), DTYPES)
-    resolve_device(str(cfg.runtime.get("device", "auto")))
-    choose_threads(cfg.runtime.get("threads", "auto"), width)
+    runtime.validate(cfg, "train")
 
     batch = cfg.data.batch_size
     needs = sorted(set(spec.metrics) & metrics.REQUIRES_N_LE_D)
@@ -229,7 +202,7 @@ def run(cfg: DictConfig, writer) -> None:
     """Validate ``cfg``, then measure (``optim.epochs = 0``) or train every replicate, appending rows to
     ``writer`` (a :class:`bnexp.results.RunWriter` or anything with ``append(rows)`` and ``note(**kw)``)."""
     validate(cfg)
-    device = resolve_device(str(cfg.runtime.device))
+    device = resolve_device(cfg.runtime.device, "train")
     dtype = DTYPES[cfg.dtype]
     spec = ProbeSpec.from_cfg(cfg.probe, cfg.model.depth)
     previous = torch.get_num_threads()

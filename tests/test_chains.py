@@ -154,21 +154,25 @@ def test_simulate_equals_metrics_of_states():
 
 
 def test_same_weights_whatever_the_norm_and_dtype():
+    """The engine consumes the same X, W_1, W_2, ... of a seed whatever the norm, activation order or depth
+    (each variant matches the numpy oracle driven by one set of draws), and in float32 as in float64."""
     base = dict(width=5, depth=20, gamma=1.0)
     x0, w0 = chain_inputs(ChainParams(**base), 9, 20)
-    for extra in (dict(norm="none"), dict(norm="bn_center", act="relu"), dict(dtype="float32"),
-                  dict(act_order="after_norm"), dict(space="M"), dict(depth=3)):
-        x, w = chain_inputs(ChainParams(**{**base, **extra}), 9, 20)
-        torch.testing.assert_close(x, x0, rtol=0, atol=0)
-        torch.testing.assert_close(w, w0, rtol=0, atol=0)
-    # and the engine consumes exactly those draws: vanilla and BN chains both match their oracle with w0
-    for norm in ("none", "bn_theory"):
-        p = ChainParams(**base, norm=norm)
+    for extra in (dict(norm="none"), dict(norm="bn_theory"), dict(norm="bn_center", act="relu"),
+                  dict(act_order="after_norm", act="tanh"), dict(depth=3)):
+        p = ChainParams(**{**base, **extra})
         h = np_norm(x0.numpy().T, p)
         for layer, state in states(p, [9]):
             if layer > 0:
                 h = np_step(h, w0[layer - 1].numpy(), p, 1.0)
             np.testing.assert_allclose(state[0].numpy().T, h, rtol=1e-9)
+    # float32 chains draw the same float32 weights: for the first layers (before rounding differences are
+    # amplified by the chain) their states equal the float64 chain's to float32 rounding; other weights
+    # would differ at O(1)
+    short = {**base, "depth": 6}
+    f64 = [s[0].numpy() for _, s in states(ChainParams(**short), [9])]
+    f32 = [s[0].numpy() for _, s in states(ChainParams(**short, dtype="float32"), [9])]
+    np.testing.assert_allclose(np.array(f32), np.array(f64), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("act", ["linear", "tanh"])
@@ -316,7 +320,7 @@ def test_from_cfg_reads_every_key_and_rejects_unknown_ones():
     cfg = config.compose("simulate", ["chain.width=12", "chain.gamma=0.5", "chain.metrics=[soft_rank]"])
     p = ChainParams.from_cfg(cfg.chain).validate()
     assert (p.width, p.gamma, p.metrics, p.n) == (12, 0.5, ("soft_rank",), 12)
-    assert set(cfg.chain) <= {f.name for f in dataclasses.fields(ChainParams)}  # + renorm_to (proposed)
+    assert set(cfg.chain) == {f.name for f in dataclasses.fields(ChainParams)}  # every key is in simulate.yaml
     with pytest.raises(ConfigError, match=r"chain\.widht"):
         ChainParams.from_cfg({"widht": 3})
     with pytest.raises(ConfigError, match=r"runtime\.threads"):

@@ -64,6 +64,8 @@ def test_launchers(outputs, capsys, launcher):
     (["chain.norm=bn_foo"], ["chain.norm='bn_foo'", "bn_theory", "none"]),
     (["chain.batch=64", "chain.metrics=[isometry_gap]"], ["chain.batch", "isometry_gap"]),
     (["chain.widht=3"], ["widht"]),
+    (["runtime.threads=0"], ["runtime.threads=0", "auto"]),
+    (["runtime.device=gpu"], ["runtime.device='gpu'", "cuda"]),
 ])
 def test_simulate_bad_values_fail_before_any_work(outputs, capsys, args, needles):
     code, text = bnexp(capsys, "simulate", *TINY, *args)
@@ -78,6 +80,7 @@ def test_simulate_bad_values_fail_before_any_work(outputs, capsys, args, needles
     (["model.depth=0"], ["model.depth"]),
     (["model.width=0"], ["model.width"]),
     (["+exp=no_such_exp"], ["no_such_exp", "rank_width"]),
+    (["runtime.threads=-1"], ["runtime.threads=-1"]),
 ])
 def test_train_bad_values_fail_before_any_work(outputs, capsys, args, needles):
     code, text = bnexp(capsys, "train", *args)

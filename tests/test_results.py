@@ -30,6 +30,12 @@ def test_key_ignores_paths_runtime_and_hydra_but_not_the_setup():
     assert results.run_key(_cfg(hydra={"job": {"num": 3}})) == base
     assert results.run_key(_cfg(width=16)) != base
     assert len(base) == 10
+    # chains draw other numbers on a GPU: a named device other than the CPU is part of a chain run's key
+    on_gpu = _cfg()
+    on_gpu.runtime.device = "cuda"
+    assert results.run_key(on_gpu) != base
+    on_gpu.runtime.device = "cpu"
+    assert results.run_key(on_gpu) == base
 
 
 def test_execute_writes_the_run_directory_and_skips_a_done_run(outputs):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from bnexp import config, data, metrics, probe, results, train
 from bnexp.errors import ConfigError
 from bnexp.nn import MLP
+from bnexp.runtime import DTYPES
 
 SMALL = ["model.depth=3", "model.width=16", "data.dim=8", "data.n_train=64", "data.n_test=16",
          "data.batch_size=12", "runtime.progress=false"]
@@ -43,7 +44,7 @@ def _values(rows, metric, *, seed=0, step=0) -> dict:
 
 
 def _model_and_batch(cfg, seed=0):
-    dtype = train.DTYPES[cfg.dtype]
+    dtype = DTYPES[cfg.dtype]
     x_train, y_train, *_ = data.make_dataset(cfg.data, seed, "cpu", dtype)
     model = train.make_model(cfg, x_train.shape[1], cfg.data.n_classes, seed, "cpu", dtype).train()
     return model, *data.probe_batch(x_train, y_train, cfg.data.batch_size)
@@ -261,14 +262,14 @@ def test_threads_setting():
 @pytest.mark.parametrize(
     ("override", "key", "mentions"),
     [
-        ("model.depth=0", "model.depth", ">= 1"),
-        ("model.width=0", "model.width", ">= 1"),
-        ("data.batch_size=0", "data.batch_size", ">= 1"),
+        ("model.depth=0", "model.depth", "≥ 1"),
+        ("model.width=0", "model.width", "≥ 1"),
+        ("data.batch_size=0", "data.batch_size", "≥ 1"),
         ("probe.tau=1.5", "probe.tau", "[0, 1]"),
         ("probe.metrics=[rank_foo]", "probe.metrics", "rank_torch"),
         ("probe.point=middle", "probe.point", "post"),
         ("probe.layers=[0,3]", "probe.layers", "[0, 3)"),
-        ("optim.epochs=-1", "optim.epochs", ">= 0"),
+        ("optim.epochs=-1", "optim.epochs", "≥ 0"),
         ("optim.lr=0", "optim.lr", "> 0"),
         ("norm.name=bn_foo", "norm.name", "bn_torch"),
         ("act.name=gelu", "act.name", "relu"),

@@ -90,15 +90,12 @@ class Claim:
         return cls(statement, paper, float(measured), f"≤ {bound:g}", ok)
 
     @classmethod
-    def close(cls, statement: str, measured: float, target: float, tol: float, paper: str,
-              relative: bool = False) -> Claim:
-        err = abs(measured - target) / (abs(target) if relative else 1.0)
-        rule = f"within {tol:.0%} of {target:g}" if relative else f"within ±{tol:g} of {target:g}"
-        return cls(statement, paper, float(measured), rule, math.isfinite(err) and err <= tol)
+    def above(cls, statement: str, measured: float, bound: float, paper: str) -> Claim:
+        return cls(statement, paper, float(measured), f"> {bound:g}", not math.isnan(measured) and measured > bound)
 
     @classmethod
-    def holds(cls, statement: str, measured: float, ok: bool, expected: str, paper: str) -> Claim:
-        return cls(statement, paper, float(measured), expected, bool(ok))
+    def below(cls, statement: str, measured: float, bound: float, paper: str) -> Claim:
+        return cls(statement, paper, float(measured), f"< {bound:g}", not math.isnan(measured) and measured < bound)
 
     def __post_init__(self) -> None:
         self.measured, self.passed = float(self.measured), bool(self.passed)  # plain JSON types, never numpy

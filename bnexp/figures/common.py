@@ -47,13 +47,6 @@ def seed_mean(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return df.groupby(list(by), as_index=False)["value"].mean()
 
 
-def at_last_step(df: pd.DataFrame, metric: str, by: Sequence[str]) -> pd.DataFrame:
-    """Seed-mean of ``metric`` at the deepest measured layer, per ``by``."""
-    sub = pick(df, metric)
-    last = sub[sub["step"] == sub["step"].max()]
-    return seed_mean(last, by)
-
-
 def single_panel(panel, claims, key: str, title: str):
     """(plot, claims) functions of a one-panel figure drawn by ``panel(ax, frames[key])``."""
     from bnexp import plotting

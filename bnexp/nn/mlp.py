@@ -18,11 +18,10 @@ Both take the norm and activation by config name (``bnexp.nn.norms.NORMS``,
 from __future__ import annotations
 
 import math
-from numbers import Integral
 
 from torch import Tensor, nn
 
-from bnexp.errors import ConfigError
+from bnexp.errors import ConfigError, check_int
 from bnexp.nn.activations import gain_schedule, make_activation
 from bnexp.nn.norms import make_norm
 
@@ -35,8 +34,7 @@ PLACEMENTS = ("post", "pre")
 def _check_size(key: str, value: int | None, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
-        raise ConfigError(key, value, "must be an integer >= 1")
+    check_int(key, value, 1)
 
 
 class _Network(nn.Module):
