@@ -27,7 +27,8 @@ import time
 import torch
 
 from bnexp import metrics
-from bnexp.chains import ChainParams, _plan, simulate
+from bnexp.chains import ChainParams, simulate
+from bnexp.chains.engine import plan_threads
 
 DEFAULT_THREADS = torch.get_num_threads()
 AUTO_LAYERS = {8: 3000, 16: 3000, 32: 2000, 64: 400, 128: 150, 256: 60}  # for 30 chains: ~1–3 s per width
@@ -175,7 +176,7 @@ def main() -> None:
                         ChainParams(width=d, depth=layers, input="orthogonal", burn_in=layers, measure_every=layers,
                                     metrics=("soft_rank",), dtype=args.dtype), ss, gammas=gs, threads=th)))
                     res.append(chains * layers / secs)
-                plan = _plan(ChainParams(width=d, dtype=args.dtype), chains, torch.device("cpu"), "auto")
+                plan = plan_threads(ChainParams(width=d, dtype=args.dtype), chains, torch.device("cpu"), "auto")
                 print(f"| {d} | {chains} | {res[0]:,.0f} | {res[1]:,.0f} | {plan.workers} workers, "
                       f"{plan.lanes} lanes, {plan.intra} BLAS |", flush=True)
 

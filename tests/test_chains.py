@@ -12,6 +12,8 @@ import torch
 
 from bnexp import chains, metrics
 from bnexp.chains import ChainParams, chain_inputs, simulate, states
+from bnexp.chains.engine import plan_threads
+from bnexp.chains.lane import bn_theory_
 from bnexp.errors import ConfigError
 
 INF = math.inf
@@ -131,7 +133,7 @@ def test_m_space_matches_h_space():
 def test_reproducible_and_independent_of_batching_and_threads():
     p = ChainParams(width=64, batch=128, depth=40, gamma=1.0, measure_every=5, metrics=("rank_lower_bound",))
     # width 64 with 128 samples: B = 32 layers per block (2 blocks) and, with 2 threads, 2 lanes
-    assert chains._plan(p, 4, torch.device("cpu"), 2).lanes == 2
+    assert plan_threads(p, 4, torch.device("cpu"), 2).lanes == 2
     _, one = collect(p, [7], threads=1)
     _, again = collect(p, [7], threads=1)
     _, batch = collect(p, [5, 6, 7, 8], threads=2)
@@ -258,12 +260,12 @@ def test_lemma7_frobenius_drift():
     5%), with the engine's BN on 2·10^4 antithetic (W, −W) pairs of the step BN(H + γ W H)."""
     d, n, gamma, pairs = 6, 6, 0.01, 20_000
     gen = torch.Generator().manual_seed(0)
-    h = chains._bn_theory_(torch.randn(1, n, d, generator=gen, dtype=torch.float64), 0.0)  # H ∈ 𝓗
+    h = bn_theory_(torch.randn(1, n, d, generator=gen, dtype=torch.float64), 0.0)  # H ∈ 𝓗
     m = (h.mT @ h / n)[0]
     w = torch.randn(pairs, d, d, generator=gen, dtype=torch.float64)
     fro2 = []
     for sign in (1.0, -1.0):
-        h_plus = chains._bn_theory_(h + sign * gamma * h @ w.mT, 0.0)  # (pairs, n, d)
+        h_plus = bn_theory_(h + sign * gamma * h @ w.mT, 0.0)  # (pairs, n, d)
         fro2.append(torch.linalg.matrix_norm(h_plus.mT @ h_plus / n) ** 2)
     drift = ((fro2[0] + fro2[1]) / 2).mean() - torch.linalg.matrix_norm(m) ** 2
     m2 = m @ m
@@ -348,7 +350,7 @@ class FakeWriter:
 
 
 def test_run_writes_rows_in_chunks(monkeypatch):
-    monkeypatch.setattr(chains, "_FLUSH_LAYERS", 4)
+    monkeypatch.setattr(chains.engine, "_FLUSH_LAYERS", 4)
     cfg = {"seed": 3, "n_seeds": 2, "runtime": {"threads": "auto", "progress": False, "device": "auto"},
            "chain": {"width": 6, "depth": 20, "measure_every": 2, "metrics": ["soft_rank", "top_eigenvalues"],
                      "top_k": 2}}

@@ -1,0 +1,195 @@
+"""The ``chain:`` config as a validated dataclass (keys and comments: configs/simulate.yaml)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from bnexp import metrics
+from bnexp.errors import ConfigError, check_int, check_number
+from bnexp.nn.activations import ACTIVATIONS
+from bnexp.runtime import DTYPES
+
+NORMS = ("bn_theory", "bn_center", "none")
+ACT_ORDERS = ("branch", "after_norm")
+WEIGHTS = ("gauss", "unif")
+INPUTS = ("gaussian", "collinear", "orthogonal")
+SPACES = ("H", "M")
+SAMPLERS = ("full_w", "gram")
+RENORM_TARGETS = ("dN", "d")
+# metrics that need the samples themselves, not only M (space=M measures a stand-in h with hᵀh/N = M)
+SAMPLE_METRICS = frozenset({"mean_abs_cosine", "mean_cosine"})
+
+RNG_BLOCK = 2**17  # random numbers per replicate per block: amortises per-task overhead (contract: fixed)
+
+
+@dataclass
+class ChainParams:
+    """The ``chain:`` block of configs/simulate.yaml (see the comments there for each key)."""
+
+    width: int = 32
+    batch: int | None = None
+    depth: int = 1000
+    gamma: float = math.inf
+    norm: str = "bn_theory"
+    renormalize: bool = True
+    renorm_to: str = "dN"
+    act: str = "linear"
+    act_order: str = "branch"
+    weights: str = "gauss"
+    input: str = "gaussian"
+    input_noise: float = 1e-5
+    space: str = "H"
+    sampler: str = "full_w"
+    eps: float = 1e-12
+    dtype: str = "float64"
+    burn_in: int = 0
+    measure_every: int = 1
+    metrics: tuple[str, ...] = ("soft_rank", "rank_lower_bound")
+    tau: float = 0.5
+    top_k: int = 10
+    rank_tol: float = 1e-9
+
+    @classmethod
+    def from_cfg(cls, chain_cfg: Mapping[str, Any]) -> ChainParams:
+        """Build from the ``chain:`` mapping (DictConfig or dict); missing keys keep their defaults."""
+        if isinstance(chain_cfg, DictConfig):
+            chain_cfg = OmegaConf.to_container(chain_cfg, resolve=True)
+        elif not isinstance(chain_cfg, Mapping):
+            raise ConfigError("chain", chain_cfg, "must be a mapping of chain options")
+        chain_cfg = dict(chain_cfg)
+        known = {f.name for f in fields(cls)}
+        for key in chain_cfg:
+            if key not in known:
+                raise ConfigError(f"chain.{key}", chain_cfg[key],
+                                  f"unknown key; valid keys: {', '.join(sorted(known))}")
+        values = dict(chain_cfg)
+        if "metrics" in values and values["metrics"] is not None and not isinstance(values["metrics"], str):
+            values["metrics"] = tuple(values["metrics"])
+        return cls(**values)
+
+    @property
+    def n(self) -> int:
+        """N, the number of samples (``batch``, or ``width`` when batch is null)."""
+        return self.width if self.batch is None else self.batch
+
+    def coefficients(self, gamma: float | None = None) -> tuple[float, float]:
+        """(a, b) with one step's pre-normalisation ``a·H + b·W F(H)``: (1, γ), or (0, 1) for γ = inf."""
+        gamma = self.gamma if gamma is None else gamma
+        return (0.0, 1.0) if math.isinf(gamma) else (1.0, float(gamma))
+
+    def renorm_target(self) -> float:
+        """‖H‖_F² after the vanilla rescale: dN (the BN space's scale) or d (renorm_to=d)."""
+        return float(self.width * (self.n if self.renorm_to == "dN" else 1))
+
+    def measured(self, layer: int) -> bool:
+        return layer >= self.burn_in and layer % self.measure_every == 0
+
+    def measured_layers(self) -> range:
+        """Layers ℓ ∈ {0..depth} with ℓ ≥ burn_in and ℓ % measure_every == 0 (ℓ = 0 is the input)."""
+        first = -(-self.burn_in // self.measure_every) * self.measure_every
+        return range(first, self.depth + 1, self.measure_every)
+
+    def numbers_per_layer(self) -> int:
+        """Random numbers one replicate draws per layer: d² (W) or min(N, d)·d (Gram sampler's Z)."""
+        return self.width * (min(self.n, self.width) if self.sampler == "gram" else self.width)
+
+    def block_layers(self) -> int:
+        """B: layers per weight block (contract: a function of width, batch and sampler only)."""
+        return max(1, -(-RNG_BLOCK // self.numbers_per_layer()))
+
+    def validate(self) -> ChainParams:
+        """Raise :class:`ConfigError` naming the first impossible key (``chain.<key>``); return self."""
+        def positive_int(key: str, value: Any, minimum: int = 1) -> None:
+            check_int(f"chain.{key}", value, minimum)
+
+        def number(key: str, value: Any, lo: float, hi: float = math.inf, *, inf_ok: bool = False) -> None:
+            check_number(f"chain.{key}", value, lo, hi, inf_ok=inf_ok)
+
+        def choice(key: str, value: Any, valid: Sequence[str]) -> None:
+            if value not in valid:
+                raise ConfigError(f"chain.{key}", value, valid)
+
+        positive_int("width", self.width)
+        if self.batch is not None:
+            positive_int("batch", self.batch)
+        positive_int("depth", self.depth)
+        if not (isinstance(self.gamma, (int, float)) and not isinstance(self.gamma, bool) and self.gamma >= 0):
+            raise ConfigError("chain.gamma", self.gamma, "must be a number ≥ 0 or .inf (no skip connection)")
+        choice("norm", self.norm, NORMS)
+        if not isinstance(self.renormalize, bool):
+            raise ConfigError("chain.renormalize", self.renormalize, [True, False])
+        choice("renorm_to", self.renorm_to, RENORM_TARGETS)
+        choice("act", self.act, sorted(ACTIVATIONS))
+        choice("act_order", self.act_order, ACT_ORDERS)
+        choice("weights", self.weights, WEIGHTS)
+        choice("input", self.input, INPUTS)
+        number("input_noise", self.input_noise, 0.0)
+        choice("space", self.space, SPACES)
+        choice("sampler", self.sampler, SAMPLERS)
+        number("eps", self.eps, 0.0)
+        choice("dtype", self.dtype, sorted(DTYPES))
+        positive_int("burn_in", self.burn_in, 0)
+        if self.burn_in > self.depth:
+            raise ConfigError("chain.burn_in", self.burn_in, f"must be ≤ chain.depth={self.depth}")
+        positive_int("measure_every", self.measure_every)
+        number("tau", self.tau, 0.0, 1.0)
+        positive_int("top_k", self.top_k)
+        number("rank_tol", self.rank_tol, 0.0)
+        if isinstance(self.metrics, str) or not isinstance(self.metrics, Sequence) or not self.metrics:
+            raise ConfigError("chain.metrics", self.metrics,
+                              f"must be a non-empty list of: {', '.join(metrics.MEASURES)}")
+        for name in self.metrics:
+            choice("metrics", name, sorted(metrics.MEASURES))
+        if len(self.measured_layers()) == 0:
+            raise ConfigError("chain.measure_every", self.measure_every,
+                              f"no layer in [chain.burn_in={self.burn_in}, chain.depth={self.depth}] is a multiple")
+        # combinations
+        n, d = self.n, self.width
+        if self.input == "orthogonal" and n != d:
+            raise ConfigError("chain.batch", self.batch, f"input=orthogonal (√N·I) needs N = chain.width={d}")
+        if self.sampler == "gram" and self.weights != "gauss":
+            raise ConfigError("chain.sampler", self.sampler, "gram is exact only for Gaussian W (chain.weights=gauss)")
+        if self.space == "M":
+            if self.act != "linear":
+                raise ConfigError("chain.space", self.space, "M-space is exact only for linear chains (act=linear)")
+            if self.norm == "bn_center":
+                raise ConfigError("chain.space", self.space, "M-space cannot centre; use norm=bn_theory or none")
+            if self.sampler != "full_w":
+                raise ConfigError("chain.space", self.space, "M-space iterates W M Wᵀ; use sampler=full_w")
+            if n != d:
+                raise ConfigError("chain.batch", self.batch, f"space=M needs N = chain.width={d}")
+            bad = sorted(SAMPLE_METRICS.intersection(self.metrics))
+            if bad:
+                raise ConfigError("chain.metrics", bad, f"space=M knows only M, not the samples; drop {bad}")
+        if n > d:
+            for name in self.metrics:
+                if name in metrics.REQUIRES_N_LE_D:
+                    raise ConfigError("chain.batch", n, f"metric {name} needs N ≤ chain.width={d} (it is +inf when "
+                                      "there are more samples than features)")
+        return self
+
+
+def check_gammas(gammas: Sequence[float], replicates: int) -> list[float]:
+    gammas = [float(g) for g in gammas]
+    if len(gammas) != replicates:
+        raise ConfigError("gammas", gammas, f"needs one γ per seed ({replicates})")
+    for g in gammas:
+        if math.isnan(g) or g < 0:
+            raise ConfigError("gammas", g, "each γ must be ≥ 0 or inf")
+    return gammas
+
+
+def check_seeds(seeds: Sequence[int]) -> list[int]:
+    seeds = list(seeds)
+    if not seeds:
+        raise ConfigError("seeds", seeds, "needs at least one seed")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0:
+            raise ConfigError("seed", s, "must be a non-negative integer")
+    return [int(s) for s in seeds]
