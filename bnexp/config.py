@@ -16,7 +16,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp.errors import ConfigError
+from bnexp.errors import ConfigError, check_int
 
 ENGINES = ("train", "simulate")
 
@@ -111,11 +111,8 @@ def validate(cfg: DictConfig) -> None:
     engine = cfg.get("engine")
     if engine not in ENGINES:
         raise ConfigError("engine", engine, ENGINES)
-    for key in ("seed", "n_seeds"):
-        value = cfg.get(key)
-        if not isinstance(value, int) or (key == "n_seeds" and value < 1) or (key == "seed" and value < 0):
-            raise ConfigError(key, value, "must be a non-negative integer" if key == "seed" else
-                              "must be an integer ≥ 1")
+    check_int("seed", cfg.get("seed"), 0)
+    check_int("n_seeds", cfg.get("n_seeds"), 1)
     if engine == "simulate":
         from bnexp import runtime
         from bnexp.chains import ChainParams

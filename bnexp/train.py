@@ -38,7 +38,7 @@ from bnexp import data, metrics, runtime
 from bnexp.errors import ConfigError, check_int, check_number, choose
 from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, init_weights
 from bnexp.probe import ProbeSpec, probe, values_to_rows
-from bnexp.runtime import DTYPES, resolve_device
+from bnexp.runtime import DTYPES, check_threads, resolve_device
 
 __all__ = ["OPTIMIZERS", "choose_threads", "evaluate", "make_model", "run",
            "train_epoch", "validate"]
@@ -60,9 +60,10 @@ OPTIMIZERS: dict[str, Callable[[DictConfig, Iterable[nn.Parameter]], torch.optim
 def choose_threads(setting, width: int) -> int | None:
     """Torch threads for ``runtime.threads``: an int as given; ``auto`` → 1 for width ≤ 256 (tiny matmuls
     are far faster on one thread), else None (keep the process default)."""
+    setting = check_threads(setting)
     if setting == "auto":
         return 1 if width <= SMALL_WIDTH else None
-    return check_int("runtime.threads", setting, 1)
+    return setting
 
 
 def validate(cfg: DictConfig) -> None:
