@@ -4,13 +4,14 @@
 
     bnexp train [+exp=NAME] [key=value ...]        one network run (optim.epochs=0: measure at init)
     bnexp simulate [+exp=NAME] [key=value ...]     one random-matrix chain run
+    bnexp inputs [+exp=NAME] [key=value ...]       statistics of input batches (no network)
     bnexp sweep +exp=NAME [key=v1,v2 ...]          the experiment's grid (Hydra multirun), or an ad-hoc one
     bnexp reproduce FIG... [--scale quick]         run whatever FIG still lacks, then plot it
     bnexp plot FIG... [--scale quick]              regenerate FIG from saved CSVs only
     bnexp figures [--scale quick]                  every figure: id, title, runs present, claims passing
     bnexp report                                   one page with every figure, its claims and commands
 
-``train``, ``simulate`` and ``sweep`` take Hydra overrides (and Hydra flags such as ``--cfg job``); a
+``train``, ``simulate``, ``inputs`` and ``sweep`` take Hydra overrides (and Hydra flags such as ``--cfg job``); a
 launcher is chosen the Hydra way, e.g. ``hydra/launcher=joblib`` or ``hydra/launcher=submitit_slurm``.
 """
 
@@ -27,7 +28,7 @@ from omegaconf import DictConfig
 from bnexp import config, results, runtime
 from bnexp.errors import ConfigError
 
-HYDRA_COMMANDS = ("train", "simulate", "sweep")
+HYDRA_COMMANDS = ("train", "simulate", "inputs", "sweep")
 
 
 # --------------------------------------------------------------------------------------- running one config
@@ -37,6 +38,8 @@ def run_one(cfg: DictConfig, *, force: bool = False) -> str:
     config.validate(cfg)
     if cfg.engine == "simulate":
         from bnexp.chains import run as engine
+    elif cfg.engine == "inputs":
+        from bnexp.inputs import run as engine
     else:
         from bnexp.train import run as engine
     device = str(runtime.resolve_device(cfg.get("runtime", {}).get("device", "auto"), cfg.engine))
@@ -97,15 +100,15 @@ def _sweep_overrides(args: Sequence[str]) -> list[list[str]]:
 
 
 def cmd_hydra(command: str, args: list[str]) -> int:
-    """``bnexp train|simulate|sweep``: validate every run first, then hand over to Hydra."""
+    """``bnexp train|simulate|inputs|sweep``: validate every run first, then hand over to Hydra."""
+    default = command if command in config.ENGINES else "train"
     if any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in args):
-        engine = _engine_for(args, "simulate" if command == "simulate" else "train")
-        _hydra_main(engine, args, multirun=command == "sweep")
+        _hydra_main(_engine_for(args, default), args, multirun=command == "sweep")
         return 0
-    engine = _engine_for(args, "simulate" if command == "simulate" else "train")
-    if command in ("train", "simulate") and engine != command:
+    engine = _engine_for(args, default)
+    if command in config.ENGINES and engine != command:
         exp = config.exp_from_overrides(args)
-        raise ConfigError("+exp", exp, f"it is a {engine} experiment; run it with `bnexp {engine}`")
+        raise ConfigError("+exp", exp, f"it is written for the {engine} engine; run it with `bnexp {engine}`")
     runs = _sweep_overrides(args) if command == "sweep" else [[a for a in args if not _is_hydra_flag(a)]]
     todo = 0
     for overrides in runs:  # compose and validate every run before any work starts

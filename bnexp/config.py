@@ -1,9 +1,10 @@
 """Composing the Hydra configs from Python and validating them before any work starts.
 
 The config tree lives in ``configs/`` at the top of the repository (``$BNEXP_CONFIG_DIR`` overrides it).
-Two primary configs exist, one per engine: ``train.yaml`` (networks, ``bnexp train``) and ``simulate.yaml``
-(random-matrix chains, ``bnexp simulate``). An experiment config ``configs/exp/<name>.yaml`` is a short
-delta on one of them; its ``engine:`` key says which, and its ``hydra.sweeper.params`` declare its grid.
+Three primary configs exist, one per engine: ``train.yaml`` (networks, ``bnexp train``), ``simulate.yaml``
+(random-matrix chains, ``bnexp simulate``) and ``inputs.yaml`` (input batches only, ``bnexp inputs``). An
+experiment config ``configs/exp/<name>.yaml`` is a short delta on one of them; its ``engine:`` key says which,
+and its ``hydra.sweeper.params`` declare its grid.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bnexp.errors import ConfigError, check_int
 
-ENGINES = ("train", "simulate")
+ENGINES = ("train", "simulate", "inputs")
 
 
 def config_dir() -> Path:
@@ -51,7 +52,7 @@ def experiment_file(exp: str) -> Path:
 
 
 def experiment_engine(exp: str) -> str:
-    """The engine (``train`` or ``simulate``) an experiment config is written for."""
+    """The engine (``train``, ``simulate`` or ``inputs``) an experiment config is written for."""
     engine = OmegaConf.load(experiment_file(exp)).get("engine", "train")
     if engine not in ENGINES:
         raise ConfigError(f"engine (in exp/{exp}.yaml)", engine, ENGINES)
@@ -119,6 +120,10 @@ def validate(cfg: DictConfig) -> None:
 
         ChainParams.from_cfg(cfg.chain).validate()
         runtime.validate(cfg, engine)
+    elif engine == "inputs":
+        from bnexp.inputs import validate as validate_inputs
+
+        validate_inputs(cfg)
     else:
         from bnexp.train import validate as validate_train
 

@@ -38,6 +38,8 @@ import bnexp
 COLUMNS = ("seed", "step", "layer", "metric", "value")
 # Sections of a config that do not change what a run computes: excluded from its key.
 KEY_EXCLUDED = ("paths", "runtime", "hydra")
+# Keys of the data section that say where inputs are read from, not what they are: excluded from the key too.
+DATA_KEY_EXCLUDED = ("root", "download")
 
 Row = tuple[int, int, "int | None", str, float]
 
@@ -50,15 +52,19 @@ def outputs_root(cfg: DictConfig | None = None) -> Path:
 
 
 def key_config(cfg: DictConfig | Mapping) -> dict:
-    """The part of a config that identifies a run: everything but paths, runtime and hydra.
+    """The part of a config that identifies a run: everything but paths, runtime, hydra and where the data is
+    read from (``data.root``, ``data.download``).
 
-    Exception: a chain run on a named non-CPU device keeps ``runtime.device`` — its generators draw other
-    numbers there, so it is a different run (networks draw their weights on the CPU and are not).
+    Exception: a chain or input-batch run on a named non-CPU device keeps ``runtime.device`` — chains' generators
+    draw other numbers there and float32 products round differently, so it is a different run (networks draw
+    their weights on the CPU and are not).
     """
     container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     key = {k: v for k, v in container.items() if k not in KEY_EXCLUDED}
+    if isinstance(key.get("data"), dict):
+        key["data"] = {k: v for k, v in key["data"].items() if k not in DATA_KEY_EXCLUDED}
     device = str((container.get("runtime") or {}).get("device", "auto"))
-    if container.get("engine") == "simulate" and device not in ("auto", "cpu", "None"):
+    if container.get("engine") in ("simulate", "inputs") and device not in ("auto", "cpu", "None"):
         key["device"] = device
     return key
 

@@ -1,0 +1,141 @@
+"""Synthetic sources, drawn on the CPU in float64 from the ``data`` stream of the data seed.
+
+| name             | inputs (rows are samples)                                     | labels                      |
+|------------------|---------------------------------------------------------------|-----------------------------|
+| gaussian         | X_ij ~ N(0, 1), dim d_in                                      | argmax_c (X T)_c, teacher T |
+| near_identity    | X₀ = (1 − f)·I_d + f·u vᵀ, u, v ~ U[0, 1]^d (d samples)       | uniform in [0, n_classes)   |
+| shifted_gaussian | x = offset + N(0, I), shape ``data.shape``                    | uniform in [0, n_classes)   |
+| powerlaw         | offset + c·Z diag(k^−α) Vᵀ, shape ``data.shape``              | uniform in [0, n_classes)   |
+
+* ``gaussian``: the teacher T (d_in × C) has unit-norm Gaussian columns, so every class is equally likely and
+  the task is linear.
+* ``near_identity``: the depth paper's Fig 1 input, a near-orthogonal full-rank batch; the test set is an
+  independent draw of the same law.
+* ``shifted_gaussian``: the ortho paper's Fig 5 stand-in for normalised CIFAR batches (a shared positive
+  mean, offset 1.1), image-shaped (C, H, W).
+* ``powerlaw``: "image-like" inputs for the depth paper's Table E1 at quick scale. Z has i.i.d. N(0, 1)
+  entries, V is a Haar orthogonal d×d matrix, k = 1..d, and c sets the average pixel standard deviation to
+  ``pixel_std``; with the offset the values have the scale of raw [0, 1] pixels (not clipped). The decaying
+  spectrum plus the offset make the float32 Gram rank of a batch fall below n for large n while the
+  float64 rank of X stays n (the defaults α = 0.6, offset 0.45, std 0.2 give about 250 at n = 256 and 245
+  at n = 512, full rank at n ≤ 128, and a mean cosine of 0.84, like CIFAR's 0.81).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from omegaconf import DictConfig
+
+from bnexp.data.base import (
+    Split,
+    check_float_key,
+    check_int_key,
+    check_shape,
+    derive_seed,
+)
+from bnexp.errors import ConfigError
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(derive_seed(seed, "data"))
+
+
+def _random_labels(n: int, n_classes: int, g: torch.Generator) -> torch.Tensor:
+    return torch.randint(n_classes, (n,), generator=g)
+
+
+# ------------------------------------------------------------------------------------------------ gaussian
+
+
+def check_gaussian(cfg: DictConfig) -> None:
+    for key, minimum in (("dim", 1), ("n_classes", 2), ("n_train", 1), ("n_test", 1)):
+        check_int_key(cfg, key, minimum)
+
+
+def gaussian(cfg: DictConfig, seed: int) -> Split:
+    """X ~ N(0, 1)^{n × dim}; y = argmax(X T) with T's columns unit-norm Gaussian (a linear teacher)."""
+    g = _generator(seed)
+    teacher = torch.randn(cfg.dim, cfg.n_classes, generator=g, dtype=torch.float64)
+    teacher /= teacher.norm(dim=0)  # equal norms: classes equally likely under isotropic X
+    x = torch.randn(cfg.n_train + cfg.n_test, cfg.dim, generator=g, dtype=torch.float64)
+    y = (x @ teacher).argmax(1)
+    return x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
+
+
+# ------------------------------------------------------------------------------------------------ near_identity
+
+
+def check_near_identity(cfg: DictConfig) -> None:
+    dim = check_int_key(cfg, "dim", 1)
+    check_int_key(cfg, "n_classes", 1)
+    check_float_key(cfg, "f", 0.0, 1.0)
+    for key in ("n_train", "n_test"):
+        if cfg.get(key) is not None and cfg.get(key) != dim:
+            raise ConfigError(f"data.{key}", cfg.get(key), f"near_identity has d = data.dim = {dim} samples; "
+                              "leave it null")
+    needed = cfg.get("distinct") or cfg.get("batch_size")
+    if isinstance(needed, int) and needed > dim:
+        raise ConfigError("data.batch_size", cfg.get("batch_size"), f"must be <= data.dim = {dim} (the samples)")
+
+
+def near_identity(cfg: DictConfig, seed: int) -> Split:
+    """X₀ = (1 − f)·I_d + f·u vᵀ, u, v ~ U[0, 1]^d (``torch.rand``), d samples of dimension d; the test set
+    is a second draw."""
+    g = _generator(seed)
+    d, f = int(cfg.dim), float(cfg.f)
+
+    def draw() -> torch.Tensor:
+        u = torch.rand(d, 1, generator=g, dtype=torch.float64)
+        v = torch.rand(d, 1, generator=g, dtype=torch.float64)
+        return (1 - f) * torch.eye(d, dtype=torch.float64) + f * u @ v.T
+
+    x_train, x_test = draw(), draw()
+    return x_train, _random_labels(d, cfg.n_classes, g), x_test, _random_labels(d, cfg.n_classes, g)
+
+
+# ------------------------------------------------------------------------------------------------ image-shaped
+
+
+def _check_images(cfg: DictConfig) -> None:
+    check_shape(cfg)
+    for key, minimum in (("n_classes", 1), ("n_train", 1), ("n_test", 1)):
+        check_int_key(cfg, key, minimum)
+
+
+def check_shifted_gaussian(cfg: DictConfig) -> None:
+    _check_images(cfg)
+    check_float_key(cfg, "offset")
+
+
+def shifted_gaussian(cfg: DictConfig, seed: int) -> Split:
+    """x = offset + z, z ~ N(0, I) of shape ``data.shape``."""
+    g = _generator(seed)
+    shape = tuple(cfg.shape)
+    x = cfg.offset + torch.randn(cfg.n_train + cfg.n_test, *shape, generator=g, dtype=torch.float64)
+    y = _random_labels(len(x), cfg.n_classes, g)
+    return x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
+
+
+def check_powerlaw(cfg: DictConfig) -> None:
+    _check_images(cfg)
+    check_float_key(cfg, "alpha", 0.0)
+    check_float_key(cfg, "offset")
+    check_float_key(cfg, "pixel_std", 0.0, open_lo=True)
+
+
+def powerlaw(cfg: DictConfig, seed: int) -> Split:
+    """X = offset + c·Z diag(k^−α) Vᵀ (rows are samples), Z i.i.d. N(0, 1), V Haar orthogonal, c such that
+    the mean pixel variance c²·Σ_k k^−2α / d is ``pixel_std``²; reshaped to ``data.shape``."""
+    g = _generator(seed)
+    shape = tuple(cfg.shape)
+    d, n = math.prod(shape), cfg.n_train + cfg.n_test
+    q, r = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    v = q * torch.sign(torch.diagonal(r))  # Haar: fix the signs of the QR factor
+    s = torch.arange(1, d + 1, dtype=torch.float64) ** -float(cfg.alpha)
+    c = cfg.pixel_std * math.sqrt(d / float(s.square().sum()))
+    z = torch.randn(n, d, generator=g, dtype=torch.float64)
+    x = (cfg.offset + c * (z * s) @ v.T).reshape(n, *shape)
+    y = _random_labels(n, cfg.n_classes, g)
+    return x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
