@@ -13,7 +13,8 @@ Non-finite input never raises: a batch element whose (n, d) slice holds nan or i
 elements are unaffected. Where a metric is undefined on a finite input (r, V, φ, cosines of a zero matrix or a
 zero row) it gives nan; ``isometry_gap`` gives +inf for a singular Gram matrix.
 
-Sources: the rank and markov papers (ranks, r, rank_τ, regularity), the ortho paper (V, |cos|), the depth paper (φ).
+Sources: the rank and markov papers (ranks, r, rank_τ, regularity), the ortho paper (V, |cos|, W2, the spectral
+gap, L), the depth paper (φ).
 """
 
 from __future__ import annotations
@@ -143,6 +144,20 @@ def rank_abs(h: Tensor, tol: float = 1e-9) -> Tensor:
     return _mask((s >= tol).sum(-1).to(torch.float64), bad)
 
 
+def rank_gram_float32(h: Tensor) -> Tensor:
+    """The depth paper's Table E1 rank: ``torch.linalg.matrix_rank(X @ X.T)`` of the n×n sample Gram matrix
+    G = HᵀH (code: ``h @ h.mT``), formed and decomposed in float32 with torch's default tolerance:
+    #{σ_i(G) > σ_max(G)·n·1.19e-7}.
+
+    The precision is part of the definition: squaring the condition number of correlated inputs pushes small
+    eigenvalues below the float32 threshold, so the rank can fall below n (and even decrease with n) where
+    the float64 rank of H itself (``rank_np``) is n. No rescaling (raw pixels neither overflow nor underflow).
+    """
+    h, bad = _prepare(h)
+    h = h.to(torch.float32)
+    return _mask(torch.linalg.matrix_rank(h @ h.mT).to(torch.float64), bad)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # spectra of M(H)
 
@@ -253,6 +268,56 @@ def isometry_gap(h: Tensor) -> Tensor:
     return _mask(torch.where(s[..., 0] > 0, phi, torch.nan), bad)
 
 
+def w2_gaussian(h: Tensor) -> Tensor:
+    """W2_cond(H)² = Σ_{i=1..n} (σ_i(H/‖H‖_F) − 1/√n)², σ_n+1.. = 0 when d < n (the n×n Gram's spectrum).
+
+    The squared Wasserstein-2 distance, conditional on H, between the laws of W H and G/√n of the ortho paper's
+    Lemma 2 (W, G with i.i.d. N(0, 1/d) entries; H normalised to ‖H‖_F = 1): both are row-i.i.d. centred
+    Gaussians with covariances HᵀH/d and I_n/(nd), and the Gaussian W2 formula sums to this (equal to
+    2 − 2‖H‖_*/√n). Deterministically W2_cond² ≤ n·V(H)² (each term (σ − a)² ≤ n(σ² − a²)², a = 1/√n), the
+    step of Lemma 2's proof. Scale invariant; range [0, 2 − 2/√n]; nan for a zero H.
+    """
+    h, bad = _prepare(h, scale_free=True)
+    n = h.shape[-2]
+    s = torch.linalg.svdvals(h)  # (..., min(n, d))
+    norm = torch.linalg.vector_norm(s, dim=-1, keepdim=True)
+    s = s / torch.where(norm > 0, norm, 1.0)
+    w2 = (s - 1 / n**0.5).square().sum(-1) + max(0, n - s.shape[-1]) / n
+    return _mask(torch.where(norm[..., 0] > 0, w2, torch.nan), bad)
+
+
+def ortho_gap_spectral(h: Tensor) -> Tensor:
+    """‖s/‖s‖ − 1_k/√k‖ with s the k = min(n, d) singular values of H (the ortho paper's code for its training
+    figures, applied there to the output logits). Not Eq. 2: σ instead of σ², k instead of n.
+
+    Scale and transpose invariant; range [0, sqrt(2 − 2/√k)] (0 iff all σ_i equal, the maximum at rank one);
+    nan for a zero H.
+    """
+    h, bad = _prepare(h, scale_free=True)
+    s = torch.linalg.svdvals(h)
+    k = s.shape[-1]
+    norm = torch.linalg.vector_norm(s, dim=-1, keepdim=True)
+    gap = torch.linalg.vector_norm(s / torch.where(norm > 0, norm, 1.0) - 1 / k**0.5, dim=-1)
+    return _mask(torch.where(norm[..., 0] > 0, gap, torch.nan), bad)
+
+
+def normalized_gram(h: Tensor) -> Tensor:
+    """HᵀH / tr(HᵀH) (n×n, trace 1; the ortho paper's Appendix F normalises QᵀQ by d, the trace for BN outputs
+    with unit-norm feature rows). Returns (..., n, n); nan for a zero or non-finite H."""
+    h, bad = _prepare(h, scale_free=True)
+    g = h @ h.mT
+    tr = _trace(g)[..., None, None]
+    return _mask(torch.where(tr > 0, g / torch.where(tr > 0, tr, 1.0), torch.nan), bad)
+
+
+def conjecture_gap(h: Tensor, reference: Tensor) -> Tensor:
+    """L(H) = ‖HᵀH/tr(HᵀH) − K‖_F, the ortho paper's Eq. 19 with the Gram normalised to trace 1 (so that
+    L = O(d^{-1/2}) is the conjecture, Eq. 20) and K (..., n, n) standing in for E_ν[QᵀQ/d]: in the paper (and
+    in bnexp.chains) the time average of the normalised Gram over a separate long chain. With K = I_n/n this is
+    V(H) (Eq. 2). Not in :data:`MEASURES` (it needs K); nan for a zero or non-finite H."""
+    return torch.linalg.matrix_norm(normalized_gram(h) - reference.to(torch.float64))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # cosines between samples
 
@@ -288,6 +353,7 @@ MEASURES: dict[str, Callable[..., Tensor]] = {
     "rank_torch": rank_torch,
     "rank_np": rank_np,
     "rank_abs": rank_abs,
+    "rank_gram_float32": rank_gram_float32,
     "soft_rank": soft_rank,
     "rank_lower_bound": rank_lower_bound,
     "top_eigenvalues": top_eigenvalues,
@@ -297,6 +363,8 @@ MEASURES: dict[str, Callable[..., Tensor]] = {
     "isometry_gap": isometry_gap,
     "mean_abs_cosine": mean_abs_cosine,
     "mean_cosine": mean_cosine,
+    "w2_gaussian": w2_gaussian,
+    "ortho_gap_spectral": ortho_gap_spectral,
 }
 
 # Metrics that are identically +inf when there are more samples than features (config validation uses it).

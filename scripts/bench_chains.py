@@ -7,7 +7,8 @@ code) and in the chain dtype; (b) is ``bnexp.chains.simulate`` with all chains b
 are chain-layers per second.
 
 Also printed: the machine's d×d×d matmul rate at d = 256 (chain dtype, default threads) against bnexp's
-useful matmul rate at d = 256; the Gram sampler's speed-up for N ≪ d; the threads rule (1 vs all cores);
+useful matmul rate at d = 256; the Gram sampler's speed-up for N ≪ d, and on the ortho/fig2b workload (section
+``ortho``: N = 4, d = 16…512, 20 seeds, full_w vs gram side by side); the threads rule (1 vs all cores);
 and an estimate of the paper-scale rank/fig3a run (3 γ × 6 widths × 10^6 layers). Timings are the best of
 --repeats interleaved runs (the machine may be shared). Results: docs/performance.md.
 
@@ -97,7 +98,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--threads", default="auto", help="bnexp threads: auto or an integer")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--skip", default="", help="comma list of sections to skip: compare,gram,threads,estimate")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: compare,gram,ortho,threads,estimate")
     args = ap.parse_args()
     widths = [int(w) for w in args.widths.split(",")]
     gammas = [float(g) for g in args.gammas.split(",")]
@@ -160,6 +161,24 @@ def main() -> None:
                 d, [math.inf], seeds, layers, layers, args.dtype, threads, batch=n, sampler=s, input="gaussian"))
             print(f"  {sampler:7s} {len(seeds) * layers / t[sampler]:10,.0f} chain-layers/s")
         print(f"  speed-up {t['full_w'] / t['gram']:.1f}×")
+
+    if "ortho" not in skip:
+        # ortho/fig2b: linear BN chain, N = 4, spiked input, 20 seeds, float64, V at every layer (the figure's
+        # work: measuring is part of it); layers fewer than the figure's 500 for full_w at large d
+        print("\northo/fig2b workload (BN linear γ = ∞, N = 4, 20 seeds, float64, V every layer), chain-layers/s:")
+        print("| d | layers | full_w | gram | gram / full_w |")
+        print("|---:|---:|---:|---:|---:|")
+        for d in (16, 32, 64, 128, 256, 512):
+            layers = 500 if d <= 128 else 100
+            rate = {}
+            for sampler in ("full_w", "gram"):
+                params = ChainParams(width=d, batch=4, depth=layers, input="spiked", input_noise=1e-6,
+                                     norm_input=False, bn_scale="unit_norm", sampler=sampler,
+                                     metrics=("orthogonality_gap",))
+                secs = best_of(args.repeats, lambda p=params: list(simulate(p, list(range(20)), threads=threads)))
+                rate[sampler] = 20 * layers / secs
+            print(f"| {d} | {layers} | {rate['full_w']:,.0f} | {rate['gram']:,.0f} | "
+                  f"{rate['gram'] / rate['full_w']:.1f}× |", flush=True)
 
     if "threads" not in skip:
         print(f"\nthreads rule ({args.dtype}, chain-layers/s; the last column is what threads=auto picks):")

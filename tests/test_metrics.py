@@ -75,6 +75,7 @@ def oracle(h: np.ndarray, tau: float = 0.5, k: int = 10, tol: float = 1e-9) -> d
     ]
     return {
         "rank_torch": np.linalg.matrix_rank(Hn.astype(np.float32)),
+        "rank_gram_float32": np.linalg.matrix_rank(H.T.astype(np.float32) @ H.astype(np.float32)),
         "rank_np": np.linalg.matrix_rank(H),
         "rank_abs": np.sum(np.linalg.svd(Hn, compute_uv=False) >= tol),
         "soft_rank": np.sum(np.linalg.eigvalsh(Hs @ Hs.T / N) >= tau),
@@ -88,6 +89,9 @@ def oracle(h: np.ndarray, tau: float = 0.5, k: int = 10, tol: float = 1e-9) -> d
         "isometry_gap": np.log(lam_G.mean()) - np.log(lam_G).mean() if N <= d else np.inf,
         "mean_abs_cosine": np.mean(np.abs(cos)),
         "mean_cosine": np.mean(cos),
+        "w2_gaussian": np.sum((np.pad(np.linalg.svd(Hn, compute_uv=False), (0, max(0, N - d))) - N**-0.5) ** 2),
+        "ortho_gap_spectral": np.linalg.norm((s := np.linalg.svd(H, compute_uv=False)) / np.linalg.norm(s)
+                                             - len(s) ** -0.5),
     }
 
 

@@ -1,9 +1,16 @@
-"""Random draws of a replicate: its input X first, then its weights in blocks (the RNG contract)."""
+"""Random draws of a replicate: its input X first, then its weights in blocks (the RNG contract).
+
+The deterministic inputs (``orthogonal``, ``basis``, ``near_collinear``, ``spiked``) draw nothing, so the first
+weight block is the generator's first draw. The reference chain of ``chain.reference_depth`` (ortho paper
+Appendix F) draws from its own generator, seeded with :func:`reference_seed` of the replicate's seed: a stream
+independent of the replicate's, so adding a reference chain changes none of the replicate's own draws.
+"""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -19,7 +26,20 @@ def draw_input(p: ChainParams, gen: torch.Generator) -> Tensor:
         x = torch.randn(d, generator=gen, dtype=torch.float64, device=gen.device)
         z = torch.randn(n, d, generator=gen, dtype=torch.float64, device=gen.device)
         return (x @ x) * torch.ones(n, d, dtype=torch.float64, device=gen.device) + p.input_noise * z
-    return math.sqrt(n) * torch.eye(n, d, dtype=torch.float64, device=gen.device)  # orthogonal: M_0 = I
+    eye = torch.eye(n, d, dtype=torch.float64, device=gen.device)  # rows e_1, ..., e_N (N ≤ d)
+    if p.input == "orthogonal":
+        return math.sqrt(n) * eye  # N = d: M_0 = I
+    if p.input == "basis":  # x_j = e_{j+1}: orthonormal samples
+        return eye
+    x = eye * p.input_noise  # row j (0-indexed): ε e_{j+1}
+    x[:, 0] = 1.0 - p.input_noise if p.input == "near_collinear" else 0.0
+    x[0, 0] = 1.0  # x_0 = e_1
+    return x  # near_collinear: x_j = (1 − ε) e_1 + ε e_{j+1};  spiked: x_j = ε e_{j+1}  (j ≥ 1)
+
+
+def reference_seed(seed: int) -> int:
+    """Seed of the reference chain of replicate ``seed``: a 64-bit hash of (seed, 1) by numpy's SeedSequence."""
+    return int(np.random.SeedSequence([int(seed), 1]).generate_state(1, np.uint64)[0])
 
 
 def draw_weights(p: ChainParams, gen: torch.Generator, out: Tensor) -> Tensor:

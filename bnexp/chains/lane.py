@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -10,7 +11,7 @@ import torch
 from torch import Tensor
 
 from bnexp import metrics
-from bnexp.chains.draws import draw_input, draw_weights, weight_shape
+from bnexp.chains.draws import draw_input, draw_weights, reference_seed, weight_shape
 from bnexp.chains.params import ChainParams
 from bnexp.nn.activations import ACTIVATIONS
 from bnexp.runtime import DTYPES
@@ -18,19 +19,25 @@ from bnexp.runtime import DTYPES
 SLOTS = 2  # weight blocks in flight per lane (double buffering: draw block k+1 while stepping block k)
 
 
-def bn_theory_(h: Tensor, eps: float) -> Tensor:
-    """In place: x / sqrt(mean_batch(x²) + eps) per feature, i.e. diag(M + eps)^{-1/2} H. h (R, N, d)."""
-    ms = h.square().mean(dim=-2, keepdim=True)  # (R, 1, d)
+def bn_theory_(h: Tensor, eps: float, unit_norm: bool = False) -> Tensor:
+    """In place: x / sqrt(mean_batch(x²) + eps) per feature, i.e. diag(M + eps)^{-1/2} H. h (R, N, d).
+
+    ``unit_norm``: x / sqrt(sum_batch(x²) + eps) instead, each feature to unit norm over the batch (the ortho
+    paper's BN(M) = diag(M Mᵀ)^{-1/2} M; entries ~1/√N, which matters for a nonlinear F).
+    """
+    ms = h.square().sum(dim=-2, keepdim=True) if unit_norm else h.square().mean(dim=-2, keepdim=True)  # (R, 1, d)
     return h.mul_(ms.add_(eps).rsqrt_())
 
 
-def bn_center_(h: Tensor, eps: float) -> Tensor:
+def bn_center_(h: Tensor, eps: float, unit_norm: bool = False) -> Tensor:
     """In place: (x − μ) / sqrt(var_biased + eps) per feature, statistics over the batch. h (R, N, d).
 
     Two passes (centre, then mean of squares): torch.var_mean over a batch dimension is 10–15× slower on CPU.
+    ``unit_norm``: the sum of squares instead of the mean (each centred feature to unit norm).
     """
     h.sub_(h.mean(dim=-2, keepdim=True))
-    return h.mul_(h.square().mean(dim=-2, keepdim=True).add_(eps).rsqrt_())
+    ss = h.square().sum(dim=-2, keepdim=True) if unit_norm else h.square().mean(dim=-2, keepdim=True)
+    return h.mul_(ss.add_(eps).rsqrt_())
 
 
 def renormalize_(h: Tensor, target: float) -> Tensor:
@@ -65,14 +72,16 @@ class Lane:
         transpose = p.space == "H" and p.sampler == "full_w"
         self.views = [(slot.mT if transpose else slot).unbind(0) for slot in self.slots]
         self.stages: dict[int, Tensor] = {}  # chunk → float32 (B, *shape) draw buffer
-        self.norm_ = {"bn_theory": lambda h: bn_theory_(h, p.eps), "bn_center": lambda h: bn_center_(h, p.eps),
+        unit = p.bn_scale == "unit_norm"
+        self.norm_ = {"bn_theory": lambda h: bn_theory_(h, p.eps, unit),
+                      "bn_center": lambda h: bn_center_(h, p.eps, unit),
                       "none": (lambda h: renormalize_(h, p.renorm_target())) if p.renormalize else (lambda h: h)
                       }[p.norm]
         self.act = ACTIVATIONS[p.act]
         self.post_act = p.act_order == "after_norm" and p.act != "linear"
         # input
         x = torch.stack([draw_input(p, g) for g in self.gens]).to(self.dtype)  # (Rg, N, d)
-        h = self.norm_(x)
+        h = self.norm_(x) if p.norm_input else x
         if p.space == "M":
             self.state = h.mT @ h / p.n  # (Rg, d, d)
             self._step = self._step_m
@@ -81,6 +90,8 @@ class Lane:
             self._step = self._step_gram if p.sampler == "gram" else (self._step_linear if self.fold else
                                                                          self._step_branch)
         self.tmp = torch.empty_like(self.state)
+        # the reference chains' mean normalised Gram K (Rg, N, N), for conjecture_gap / reference_gram
+        self.reference = reference_gram(p, seeds, gammas, device) if p.reference_depth > 0 else None
         # scheduling state (guarded by the engine's lock)
         bounds = np.linspace(0, r, min(chunks, r) + 1).astype(int)
         self.chunks = [range(lo, hi) for lo, hi in itertools.pairwise(bounds)]
@@ -171,12 +182,49 @@ class Lane:
         h = (vec * lam.clamp(min=0.0).sqrt()[:, None, :]).mT * math.sqrt(self.p.n)
         return torch.where(bad[:, None, None], torch.nan, h)
 
+    def _measure(self) -> dict[str, Tensor]:
+        """{key: (Rg,) float64} of the current layer, in the order of p.metrics (metrics.measure's keys, plus
+        the chain metrics that need the reference K)."""
+        p, h = self.p, self.representation()
+        out: dict[str, Tensor] = {}
+        for name in p.metrics:
+            if name == "conjecture_gap":
+                out[name] = metrics.conjecture_gap(h, self.reference)
+            elif name == "reference_gram":
+                out.update(reference_summary(self.reference))
+            else:
+                out.update(metrics.measure(h, [name], tau=p.tau, k=p.top_k, tol=p.rank_tol))
+        return out
+
     def measure(self) -> Tensor:
-        """metrics.measure of the current layer, stacked to (K, Rg) float64 (keys in measure's order)."""
-        p = self.p
-        out = metrics.measure(self.representation(), p.metrics, tau=p.tau, k=p.top_k, tol=p.rank_tol)
-        return torch.stack(list(out.values()))
+        """The metrics of the current layer, stacked to (K, Rg) float64 (keys in :meth:`keys`' order)."""
+        return torch.stack(list(self._measure().values()))
 
     def keys(self) -> list[str]:
-        p = self.p
-        return list(metrics.measure(self.state[:1, :2, :2], p.metrics, tau=p.tau, k=p.top_k, tol=p.rank_tol))
+        return list(self._measure())
+
+
+def reference_summary(k: Tensor) -> dict[str, Tensor]:
+    """From K (R, N, N): ``ref_max_dev`` = max_ij |K − I/N|_ij and ``ref_mean_offdiag`` = mean_{i≠j} K_ij."""
+    n = k.shape[-1]
+    eye = torch.eye(n, dtype=k.dtype, device=k.device)
+    off = (k * (1 - eye)).sum((-2, -1)) / max(1, n * (n - 1))
+    return {"ref_max_dev": (k - eye / n).abs().flatten(-2).amax(-1), "ref_mean_offdiag": off}
+
+
+def reference_gram(p: ChainParams, seeds: list[int], gammas: list[float], device: torch.device) -> Tensor:
+    """K = (1/T) Σ_{ℓ=1..T} G_ℓ/tr G_ℓ (R, N, N) float64, T = p.reference_depth, G = HᵀH the sample Gram of a
+    separate chain per replicate: the same recurrence, started from a fresh Gaussian input and driven by its
+    own generator (seed :func:`~bnexp.chains.draws.reference_seed` of the replicate's seed). The ortho paper's
+    stand-in for E_ν[QᵀQ/d] (Appendix F)."""
+    q = dataclasses.replace(p, input="gaussian", depth=p.reference_depth, reference_depth=0, burn_in=0,
+                            measure_every=1, metrics=("orthogonality_gap",))
+    lane = Lane(q, [reference_seed(s) for s in seeds], gammas, device, chunks=1)
+    total = torch.zeros(len(seeds), q.n, q.n, dtype=torch.float64, device=device)
+    for layer in range(1, q.depth + 1):
+        block, j = divmod(layer - 1, lane.block)
+        if j == 0:
+            lane.draw(0, block)
+        lane._step(lane.views[block % SLOTS][j])
+        total += metrics.normalized_gram(lane.representation())
+    return total / q.depth

@@ -18,12 +18,17 @@ from bnexp.runtime import DTYPES
 NORMS = ("bn_theory", "bn_center", "none")
 ACT_ORDERS = ("branch", "after_norm")
 WEIGHTS = ("gauss", "unif")
-INPUTS = ("gaussian", "collinear", "orthogonal")
+INPUTS = ("gaussian", "collinear", "orthogonal", "basis", "near_collinear", "spiked")
+BASIS_INPUTS = frozenset({"basis", "near_collinear", "spiked"})  # rows built from e_1..e_N: need N ≤ d
+BN_SCALES = ("unit_variance", "unit_norm")
 SPACES = ("H", "M")
 SAMPLERS = ("full_w", "gram")
 RENORM_TARGETS = ("dN", "d")
 # metrics that need the samples themselves, not only M (space=M measures a stand-in h with hᵀh/N = M)
-SAMPLE_METRICS = frozenset({"mean_abs_cosine", "mean_cosine"})
+SAMPLE_METRICS = frozenset({"mean_abs_cosine", "mean_cosine", "conjecture_gap", "reference_gram"})
+# metrics the chain computes itself, not in metrics.MEASURES: they need the reference chain's mean Gram K
+# (conjecture_gap: ‖G/tr G − K‖_F; reference_gram: the keys ref_max_dev = max|K − I/N| and ref_mean_offdiag)
+CHAIN_METRICS = ("conjecture_gap", "reference_gram")
 
 RNG_BLOCK = 2**17  # random numbers per replicate per block: amortises per-task overhead (contract: fixed)
 
@@ -37,6 +42,7 @@ class ChainParams:
     depth: int = 1000
     gamma: float = math.inf
     norm: str = "bn_theory"
+    bn_scale: str = "unit_variance"
     renormalize: bool = True
     renorm_to: str = "dN"
     act: str = "linear"
@@ -44,6 +50,7 @@ class ChainParams:
     weights: str = "gauss"
     input: str = "gaussian"
     input_noise: float = 1e-5
+    norm_input: bool = True
     space: str = "H"
     sampler: str = "full_w"
     eps: float = 1e-12
@@ -54,6 +61,7 @@ class ChainParams:
     tau: float = 0.5
     top_k: int = 10
     rank_tol: float = 1e-9
+    reference_depth: int = 0
 
     @classmethod
     def from_cfg(cls, chain_cfg: Mapping[str, Any]) -> ChainParams:
@@ -122,6 +130,7 @@ class ChainParams:
         if not (isinstance(self.gamma, (int, float)) and not isinstance(self.gamma, bool) and self.gamma >= 0):
             raise ConfigError("chain.gamma", self.gamma, "must be a number ≥ 0 or .inf (no skip connection)")
         choice("norm", self.norm, NORMS)
+        choice("bn_scale", self.bn_scale, BN_SCALES)
         if not isinstance(self.renormalize, bool):
             raise ConfigError("chain.renormalize", self.renormalize, [True, False])
         choice("renorm_to", self.renorm_to, RENORM_TARGETS)
@@ -130,6 +139,8 @@ class ChainParams:
         choice("weights", self.weights, WEIGHTS)
         choice("input", self.input, INPUTS)
         number("input_noise", self.input_noise, 0.0)
+        if not isinstance(self.norm_input, bool):
+            raise ConfigError("chain.norm_input", self.norm_input, [True, False])
         choice("space", self.space, SPACES)
         choice("sampler", self.sampler, SAMPLERS)
         number("eps", self.eps, 0.0)
@@ -141,11 +152,16 @@ class ChainParams:
         number("tau", self.tau, 0.0, 1.0)
         positive_int("top_k", self.top_k)
         number("rank_tol", self.rank_tol, 0.0)
+        positive_int("reference_depth", self.reference_depth, 0)
+        valid_metrics = [*metrics.MEASURES, *CHAIN_METRICS]
         if isinstance(self.metrics, str) or not isinstance(self.metrics, Sequence) or not self.metrics:
             raise ConfigError("chain.metrics", self.metrics,
-                              f"must be a non-empty list of: {', '.join(metrics.MEASURES)}")
+                              f"must be a non-empty list of: {', '.join(valid_metrics)}")
         for name in self.metrics:
-            choice("metrics", name, sorted(metrics.MEASURES))
+            choice("metrics", name, sorted(valid_metrics))
+            if name in CHAIN_METRICS and self.reference_depth < 1:
+                raise ConfigError("chain.reference_depth", self.reference_depth,
+                                  f"metric {name} needs the reference chain: chain.reference_depth ≥ 1")
         if len(self.measured_layers()) == 0:
             raise ConfigError("chain.measure_every", self.measure_every,
                               f"no layer in [chain.burn_in={self.burn_in}, chain.depth={self.depth}] is a multiple")
@@ -153,6 +169,8 @@ class ChainParams:
         n, d = self.n, self.width
         if self.input == "orthogonal" and n != d:
             raise ConfigError("chain.batch", self.batch, f"input=orthogonal (√N·I) needs N = chain.width={d}")
+        if self.input in BASIS_INPUTS and n > d:
+            raise ConfigError("chain.batch", self.batch, f"input={self.input} uses e_1..e_N: needs N ≤ chain.width={d}")
         if self.sampler == "gram" and self.weights != "gauss":
             raise ConfigError("chain.sampler", self.sampler, "gram is exact only for Gaussian W (chain.weights=gauss)")
         if self.space == "M":
@@ -162,6 +180,8 @@ class ChainParams:
                 raise ConfigError("chain.space", self.space, "M-space cannot centre; use norm=bn_theory or none")
             if self.sampler != "full_w":
                 raise ConfigError("chain.space", self.space, "M-space iterates W M Wᵀ; use sampler=full_w")
+            if self.bn_scale != "unit_variance":
+                raise ConfigError("chain.bn_scale", self.bn_scale, "M-space keeps diag(M) = 1: use unit_variance")
             if n != d:
                 raise ConfigError("chain.batch", self.batch, f"space=M needs N = chain.width={d}")
             bad = sorted(SAMPLE_METRICS.intersection(self.metrics))

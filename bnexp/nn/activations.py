@@ -21,13 +21,19 @@ def _linear(x: Tensor) -> Tensor:
     return x
 
 
+def _tanh_plus_one(x: Tensor) -> Tensor:
+    """tanh(x) + 1: what the ortho paper's code calls "sigmoid" (its Fig 6); not the logistic ``sigmoid``."""
+    return torch.tanh(x) + 1
+
+
 # Config name → elementwise function σ.
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "linear": _linear,
     "relu": torch.relu,
     "tanh": torch.tanh,
     "sin": torch.sin,
-    "sigmoid": torch.sigmoid,
+    "sigmoid": torch.sigmoid,  # the logistic function 1/(1 + e^{-x})
+    "tanh_plus_one": _tanh_plus_one,
 }
 
 
