@@ -9,7 +9,7 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 SCALE  ?= quick
 
 .DEFAULT_GOAL := help
-.PHONY: help venv quick test lint bench paper-fig3 report clean
+.PHONY: help venv quick test lint bench bench-probe paper-fig3 report clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ lint: venv ## ruff
 
 bench: venv ## chain engine vs a plain per-layer loop, per width (prints ratios)
 	$(BIN)/python scripts/bench_chains.py
+
+bench-probe: venv ## init-time probe: seeds batched (vmap) vs a plain loop over seeds (prints ratios)
+	$(BIN)/python scripts/bench_probe.py
 
 paper-fig3: venv ## rank/fig3 at the paper's scale (L = 10^6, d up to 256; see docs/performance.md)
 	$(BIN)/bnexp reproduce fig3 --scale paper

@@ -10,7 +10,15 @@ statistics, as every paper measures), then
 * the mean cross-entropy ``loss`` of the batch, and
 * ``grad_norm``: ‖∂loss/∂W_k‖_F for every weight layer k of ``model.weight_layers()`` (MLP: k = ℓ is fc_ℓ,
   the Linear feeding hidden layer ℓ, so fc_0 is k = 0 and the readout is k = depth), accumulated in
-  float64 so that a float32 gradient whose squared norm exceeds float32's range is still finite.
+  float64 so that a float32 gradient whose squared norm exceeds float32's range is still finite;
+* optionally (``probe.input``) the same representation metrics of the flattened input batch, as layer −1;
+* optionally (``probe.weight_metrics``) metrics of the weight matrices themselves, ``weight_<metric>`` with
+  layer = k: each W_k (out, in) (a conv kernel flattened to (out, in·k_h·k_w)) is measured as a (rows,
+  columns) matrix, so e.g. ``weight_isometry_gap`` is φ(W_k) = ln(AM/GM of the eigenvalues of W_k W_kᵀ)
+  (+inf when out > in: W_k W_kᵀ is singular).
+
+Every measurement function also takes a leading replicate dimension (``bnexp.batched`` probes many seeds
+in one vmapped pass with the same code).
 
 Measuring never changes the model: buffers (BN running statistics, ``num_batches_tracked``) are saved
 before the forward pass and restored after it, and gradients are taken with ``torch.autograd.grad``, so
@@ -42,7 +50,9 @@ __all__ = [
     "preserved_buffers",
     "probe",
     "representations",
+    "stacked_items",
     "values_to_rows",
+    "weight_matrix",
 ]
 
 POINTS = ("pre", "norm", "post")
@@ -65,6 +75,9 @@ class ProbeSpec:
     tau: float = 0.5
     top_k: int = 10
     rank_tol: float = 1e-9
+    batches: int = 1  # at optim.epochs = 0: this many consecutive probe batches, step = batch index
+    input: bool = False  # also the metrics of the flattened input batch, layer = -1
+    weight_metrics: tuple[str, ...] = ()  # metrics of every weight matrix W_k, as weight_<metric>, layer = k
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, depth: int) -> ProbeSpec:
@@ -87,7 +100,18 @@ class ProbeSpec:
         tol = check_number("probe.rank_tol", cfg.get("rank_tol"), 0.0, open_lo=True)
         if not isinstance(cfg.get("grad_norms"), bool):
             raise ConfigError("probe.grad_norms", cfg.get("grad_norms"), (True, False))
-        return cls(tuple(names), cfg.point, layers, cfg.grad_norms, float(tau), int(top_k), float(tol))
+        batches = check_int("probe.batches", cfg.get("batches", 1), 1)
+        if not isinstance(cfg.get("input", False), bool):
+            raise ConfigError("probe.input", cfg.get("input"), (True, False))
+        weight_names = cfg.get("weight_metrics", [])
+        if not isinstance(weight_names, (list, tuple, ListConfig)):
+            raise ConfigError("probe.weight_metrics", weight_names, "a list of metric names, e.g. [isometry_gap]")
+        for name in weight_names:
+            if name not in metrics.MEASURES:
+                raise ConfigError("probe.weight_metrics", name, metrics.MEASURES)
+        return cls(metrics=tuple(names), point=cfg.point, layers=layers, grad_norms=cfg.grad_norms, tau=float(tau),
+                   top_k=int(top_k), rank_tol=float(tol), batches=int(batches), input=bool(cfg.get("input", False)),
+                   weight_metrics=tuple(weight_names))
 
 
 def layer_indices(layers: str | Sequence[int], depth: int) -> list[int]:
@@ -137,6 +161,37 @@ def representations(
     return _select(features, point, layer_indices(layers, len(features)))
 
 
+LAYER_CHUNK = 128  # stacked_items measures at most this many layers of one shape per call (bounds the copy)
+
+
+def stacked_items(
+    entries: Sequence[tuple[int, Tensor]], names: Sequence[str], *, tau: float = 0.5, k: int = 10,
+    tol: float = 1e-9, prefix: str = "",
+) -> list[list[Item]]:
+    """``metrics.measure`` of each ``(ℓ, h_ℓ)`` with ``h_ℓ`` of shape ``(R, n, d)`` (R replicates).
+
+    Returns, per replicate r, the items ``(ℓ, prefix + metric, value)`` ordered by ℓ (metric order kept within
+    a layer). Entries of equal shape are stacked into ``(L, R, n, d)`` tensors, at most ``LAYER_CHUNK`` layers
+    per ``measure`` call: one call per shape and chunk, not a Python loop over layers or replicates.
+    """
+    if not entries or not names:
+        return [[] for _ in range(entries[0][1].shape[0] if entries else 0)]
+    replicates = entries[0][1].shape[0]
+    groups: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
+    for layer, h in entries:
+        groups.setdefault(tuple(h.shape), []).append((layer, h))
+    items: list[list[Item]] = [[] for _ in range(replicates)]
+    for group in groups.values():
+        for start in range(0, len(group), LAYER_CHUNK):
+            chunk = group[start : start + LAYER_CHUNK]
+            stacked = torch.stack([h.detach() for _, h in chunk])  # (L, R, n, d)
+            values = metrics.measure(stacked, names, tau=tau, k=k, tol=tol)  # metric → (L, R) float64
+            for i, (layer, _) in enumerate(chunk):
+                for r in range(replicates):
+                    items[r].extend((layer, prefix + name, value[i, r]) for name, value in values.items())
+    return [sorted(per, key=lambda item: item[0]) for per in items]
+
+
 def layer_metrics(
     reps: Sequence[tuple[int, Tensor]], names: Sequence[str], *, tau: float = 0.5, k: int = 10,
     tol: float = 1e-9,
@@ -147,27 +202,28 @@ def layer_metrics(
     shape, not a Python loop over layers. ``top_eigenvalues`` gives metrics ``eig_1`` … ``eig_k`` and
     ``regularity_terms`` gives ``regularity_num`` and ``regularity_den`` (see ``metrics.measure``).
     """
-    groups: dict[tuple[int, ...], list[tuple[int, Tensor]]] = {}
-    for layer, h in reps:
-        groups.setdefault(tuple(h.shape), []).append((layer, h))
-    items: list[Item] = []
-    for group in groups.values():
-        stacked = torch.stack([h for _, h in group])  # (L, n, d)
-        values = metrics.measure(stacked, names, tau=tau, k=k, tol=tol)  # metric → (L,) float64
-        for i, (layer, _) in enumerate(group):
-            items.extend((layer, name, value[i]) for name, value in values.items())
-    return sorted(items, key=lambda item: item[0])  # stable: metric order kept within a layer
+    if not reps:
+        return []
+    return stacked_items([(layer, h[None]) for layer, h in reps], names, tau=tau, k=k, tol=tol)[0]
 
 
-def _frobenius64(g: Tensor) -> Tensor:
+def weight_matrix(w: Tensor, batch_dims: int = 0) -> Tensor:
+    """A weight as the matrix ``probe.weight_metrics`` measure: (out, in), a conv kernel (out, in·k_h·k_w);
+    ``batch_dims`` leading replicate dimensions are kept."""
+    return w.detach().flatten(batch_dims + 1)
+
+
+def _frobenius64(g: Tensor, batch_dims: int = 0) -> Tensor:
     """‖g‖_F in float64, scaled by max|g| first so that not even float64 squares overflow.
 
-    An inf entry gives inf and a nan entry nan (never raises); a zero gradient gives 0.
+    The first ``batch_dims`` dimensions are replicates: one norm each. An inf entry gives inf and a nan
+    entry nan (never raises); a zero gradient gives 0.
     """
     g = g.detach().to(torch.float64)
-    peak = g.abs().amax()
+    dims = tuple(range(batch_dims, g.dim()))
+    peak = g.abs().amax(dim=dims, keepdim=True)
     scale = torch.where(torch.isfinite(peak) & (peak > 0), peak, torch.ones_like(peak))
-    return scale * torch.linalg.vector_norm(g / scale)
+    return scale.reshape(g.shape[:batch_dims]) * torch.linalg.vector_norm(g / scale, dim=dims)
 
 
 def grad_norms(model: nn.Module, loss: Tensor) -> Tensor:
@@ -186,21 +242,30 @@ def grad_norms(model: nn.Module, loss: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------------ probe
 
 
-def probe(model: nn.Module, x: Tensor, y: Tensor, spec: ProbeSpec) -> list[Item]:
+def probe(model: nn.Module, x: Tensor, y: Tensor, spec: ProbeSpec, *, weights: bool = True) -> list[Item]:
     """One forward (and, with ``spec.grad_norms``, one backward) of ``(x, y)`` in the model's current mode.
 
-    Items: per hidden layer ℓ the ``spec.metrics`` of ``spec.point``; ``(None, "loss", ·)``, the mean
-    cross-entropy; and per weight layer k ``(k, "grad_norm", ·)``. The model is left exactly as it was.
+    Items, in this order: with ``spec.input`` the ``spec.metrics`` of ``x.flatten(1)`` as layer −1; per hidden
+    layer ℓ the ``spec.metrics`` of ``spec.point``; ``(None, "loss", ·)``, the mean cross-entropy; per weight
+    layer k ``(k, "grad_norm", ·)``; with ``weights`` (default) and ``spec.weight_metrics``, per weight layer k
+    ``(k, "weight_<metric>", ·)``. The model is left exactly as it was.
     """
+    opts = {"tau": spec.tau, "k": spec.top_k, "tol": spec.rank_tol}
+    items: list[Item] = []
+    if spec.input:
+        items += stacked_items([(-1, x.flatten(1)[None])], spec.metrics, **opts)[0]
     with preserved_buffers(model), torch.set_grad_enabled(spec.grad_norms):
         logits, features = model.forward_features(x)
         loss = F.cross_entropy(logits, y)
         norms = grad_norms(model, loss) if spec.grad_norms else None
     reps = _select(features, spec.point, layer_indices(spec.layers, len(features)))
-    items = layer_metrics(reps, spec.metrics, tau=spec.tau, k=spec.top_k, tol=spec.rank_tol)
+    items += layer_metrics(reps, spec.metrics, **opts)
     items.append((None, "loss", loss.detach().to(torch.float64)))
     if norms is not None:
         items.extend((k, "grad_norm", norm) for k, norm in enumerate(norms))
+    if weights and spec.weight_metrics:
+        entries = [(k, weight_matrix(m.weight)[None]) for k, m in enumerate(model.weight_layers())]
+        items += stacked_items(entries, spec.weight_metrics, prefix="weight_", **opts)[0]
     return items
 
 

@@ -8,7 +8,12 @@ For each replicate r (seed = cfg.seed + r) it builds the data and the model and 
   ``probe.metrics`` of representation ``probe.point`` for each hidden layer ℓ in ``probe.layers``
   (layer = ℓ, 0-indexed: ℓ = 0 is the first hidden layer), ``grad_norm`` per *weight* layer k of
   ``model.weight_layers()`` (layer = k; MLP: k = 0 is fc_0, the input projection, and k = depth the
-  readout; ResidualMLP: k = 0 is the input projection, block ℓ is k = ℓ + 1), and ``loss`` (layer empty).
+  readout; ResidualMLP: k = 0 is the input projection, block ℓ is k = ℓ + 1), and ``loss`` (layer empty);
+  with ``probe.input`` the probe metrics of the flattened input batch (layer = −1), with
+  ``probe.weight_metrics`` the metrics ``weight_<metric>`` of every weight matrix W_k (layer = k). With
+  ``probe.batches = K`` the same network is measured on K probe batches (consecutive chunks of
+  ``data.batch_size`` training samples), written as step = b for batch b = 0 … K−1 (weight metrics at
+  step 0 only: the network is the same).
 * ``optim.epochs > 0`` — the same probe at step 0 and after every epoch (BN running statistics restored
   after each probe, so measuring never changes training), plus ``train_loss``, ``train_acc``, ``test_loss``
   and ``test_acc`` (layer empty). Step e ≥ 1: ``train_*`` are running means over epoch e's minibatches in
@@ -16,6 +21,15 @@ For each replicate r (seed = cfg.seed + r) it builds the data and the model and 
   Step 0: both come from eval-mode passes over the full sets before training (as the depth paper's code).
   Eval passes run in chunks of ``data.batch_size`` (norms without running statistics — bn_theory,
   bn_center — normalise with each chunk's statistics, as in training).
+
+Seeds in one pass: at ``optim.epochs = 0`` the replicates are measured together (``runtime.batch_seeds``:
+``auto`` for n_seeds ≥ 2, ``true``, ``false``): every seed's model is built exactly as in the per-seed loop,
+then all are stacked and probed in one vmapped forward and one backward (``bnexp.batched``), in passes of as
+many seeds as ``batched.seeds_per_pass`` allows; the rows are the loop's (same order) and the numbers agree
+up to float rounding. The weights of a pass are initialised on worker threads (one per core, each
+replicate with its own generator, so the draws are those of the loop). ``auto`` falls back to the loop when
+vmap cannot run the model, and notes ``seed_batching`` in ``run.json``. Training (epochs > 0) always runs
+one replicate at a time.
 
 Numerics and devices: the model and inputs are in ``cfg.dtype`` (float64 for init-time runs), metrics and
 gradient norms are float64. Weights are drawn on the CPU from a generator seeded with the replicate's seed
@@ -26,7 +40,8 @@ device until one transfer for logging.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +49,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bnexp import data, metrics, runtime
+from bnexp import batched, data, metrics, runtime
 from bnexp.errors import ConfigError, check_int, check_number, choose
 from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, init_weights
 from bnexp.probe import ProbeSpec, probe, values_to_rows
@@ -59,7 +74,10 @@ OPTIMIZERS: dict[str, Callable[[DictConfig, Iterable[nn.Parameter]], torch.optim
 
 def choose_threads(setting, width: int) -> int | None:
     """Torch threads for ``runtime.threads``: an int as given; ``auto`` → 1 for width ≤ 256 (tiny matmuls
-    are far faster on one thread), else None (keep the process default)."""
+    are far faster on one thread), else None (keep the process default). The same rule holds for the
+    vmapped init-time path, whose ``bmm`` over seeds is larger: splitting its small elementwise ops and
+    reductions over threads costs more than the bmm gains (measured, docs/performance.md); there ``auto``
+    uses the other cores for building the next pass's models instead."""
     setting = check_threads(setting)
     if setting == "auto":
         return 1 if width <= SMALL_WIDTH else None
@@ -84,6 +102,15 @@ def validate(cfg: DictConfig) -> None:
     check_number("optim.weight_decay", cfg.optim.get("weight_decay"), 0.0)
     choose("dtype", cfg.get("dtype"), DTYPES)
     runtime.validate(cfg, "train")
+    batched.check_batch_seeds((cfg.get("runtime") or {}).get("batch_seeds", "auto"))
+    if spec.batches > 1:
+        if epochs > 0:
+            raise ConfigError("probe.batches", spec.batches, "1 when optim.epochs > 0 (steps are epochs); "
+                              "several probe batches are measured at initialisation only")
+        n_train = cfg.data.get("n_train")
+        if n_train is not None and spec.batches * cfg.data.batch_size > n_train:
+            raise ConfigError("probe.batches", spec.batches, f"probe.batches · data.batch_size <= data.n_train "
+                              f"= {n_train} (consecutive chunks of training samples)")
 
     batch = cfg.data.batch_size
     needs = sorted(set(spec.metrics) & metrics.REQUIRES_N_LE_D)
@@ -108,15 +135,43 @@ def make_model(cfg: DictConfig, d_in: int, n_classes: int, seed: int, device: to
     the ``model`` stream of the seed, the weights from ``torch.Generator().manual_seed(seed)``; then moved
     to ``device``. Two configs differing only in the norm get the same weights and biases.
     """
+    model = _construct(cfg, d_in, n_classes, seed, dtype)
+    _initialise(cfg, model, seed)
+    return model.to(device)
+
+
+def _construct(cfg: DictConfig, d_in: int, n_classes: int, seed: int, dtype: torch.dtype) -> nn.Module:
+    """make_model's first half: the module on the CPU in ``dtype``, construction draws from the ``model`` stream
+    (uses torch's global generator: not thread-safe)."""
     options = {k: v for k, v in OmegaConf.to_container(cfg.model, resolve=True).items() if k != "name"}
     norm_options = {k: v for k, v in OmegaConf.to_container(cfg.norm, resolve=True).items() if k != "name"}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(data.derive_seed(seed, "model"))
         model = build_model(cfg.model.name, d_in=d_in, d_out=n_classes, norm=cfg.norm.name, act=cfg.act.name,
                             norm_kwargs=norm_options or None, **options)
-    model.to(dtype)
+    return model.to(dtype)
+
+
+def _initialise(cfg: DictConfig, model: nn.Module, seed: int) -> None:
+    """make_model's second half: the ``cfg.init`` weights from the seed's own generator (thread-safe)."""
     init_weights(model, cfg.init.name, gain=cfg.init.get("gain", 1.0), generator=torch.Generator().manual_seed(seed))
-    return model.to(device)
+
+
+def make_models(cfg: DictConfig, d_in: int, n_classes: int, seeds: Sequence[int], device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float64, workers: int = 1) -> list[nn.Module]:
+    """``[make_model(cfg, d_in, n_classes, s, device, dtype) for s in seeds]``, the same numbers, with the weight
+    initialisations (QR per layer for orthogonal) on ``workers`` threads while the next model is constructed.
+    Call with torch's intra-op threads at 1 (small QRs and draws are slower split over threads)."""
+    if workers <= 1 or len(seeds) <= 1:
+        return [make_model(cfg, d_in, n_classes, s, device, dtype) for s in seeds]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        jobs = []
+        for s in seeds:
+            model = _construct(cfg, d_in, n_classes, s, dtype)
+            jobs.append((model, pool.submit(_initialise, cfg, model, s)))
+        for _, job in jobs:
+            job.result()
+    return [model.to(device) for model, _ in jobs]
 
 
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
@@ -165,11 +220,27 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y
 # ------------------------------------------------------------------------------------------------ engine
 
 
+def _probe_batches(cfg: DictConfig, x_train: Tensor, y_train: Tensor, count: int) -> list[tuple[Tensor, Tensor]]:
+    """The ``probe.batches`` measurement batches: batch b is ``data.probe_batch`` of the training samples from
+    b · data.batch_size on (b = 0: the run's one probe batch)."""
+    batch = int(cfg.data.batch_size)
+    if count * batch > len(x_train):
+        raise ConfigError("probe.batches", count, f"probe.batches · data.batch_size <= the {len(x_train)} "
+                          "training samples (consecutive chunks)")
+    probes = []
+    for b in range(count):
+        x_probe, y_probe = data.probe_batch(x_train[b * batch :], y_train[b * batch :], cfg.data.batch_size,
+                                            cfg.data.get("distinct"))
+        probes.append((x_probe, y_probe))
+    return probes
+
+
 def _run_replicate(cfg: DictConfig, seed: int, device: torch.device, dtype: torch.dtype, spec: ProbeSpec,
                    writer, bar: tqdm) -> None:
     x_train, y_train, x_test, y_test = data.make_dataset(cfg.data, seed, device, dtype)
     model = make_model(cfg, x_train[0].numel(), int(cfg.data.n_classes), seed, device, dtype)
-    x_probe, y_probe = data.probe_batch(x_train, y_train, cfg.data.batch_size)
+    probes = _probe_batches(cfg, x_train, y_train, spec.batches)
+    x_probe, y_probe = probes[0]
     batch, epochs = int(cfg.data.batch_size), int(cfg.optim.epochs)
 
     model.train()  # probes use batch statistics, as in every paper
@@ -179,6 +250,8 @@ def _run_replicate(cfg: DictConfig, seed: int, device: torch.device, dtype: torc
             loss, acc = evaluate(model, xs, ys, batch)
             items += [(None, f"{prefix}_loss", loss), (None, f"{prefix}_acc", acc)]
     writer.append(values_to_rows(items, seed, 0))
+    for b in range(1, len(probes)):  # probe.batches > 1 (epochs = 0 only): step = batch index
+        writer.append(values_to_rows(probe(model, *probes[b], spec, weights=False), seed, b))
     bar.update()
     if epochs == 0:
         return
@@ -199,21 +272,97 @@ def _run_replicate(cfg: DictConfig, seed: int, device: torch.device, dtype: torc
         bar.update()
 
 
+def _run_batched(cfg: DictConfig, seeds: list[int], device: torch.device, dtype: torch.dtype, spec: ProbeSpec,
+                 writer, bar: tqdm, cores: int, strict: bool) -> bool:
+    """The epochs = 0 rows of every seed, in vmapped passes of ``batched.seeds_per_pass`` seeds (module doc).
+
+    A builder thread makes the next pass's data and models (weight inits on ``workers`` threads, each seed
+    with its own generator) while the main thread probes the current pass. Returns False, having written
+    nothing, when vmap cannot run the model and not ``strict``.
+    """
+    shared = cfg.data.get("seed") is not None  # every replicate sees the same data: build it once
+    cache: dict[int, list[tuple[Tensor, Tensor]]] = {}
+
+    def probes_of(seed: int) -> list[tuple[Tensor, Tensor]]:
+        key = -1 if shared else seed
+        if key not in cache:
+            x_train, y_train, *_ = data.make_dataset(cfg.data, seed, device, dtype)
+            cache[key] = [(x.clone(), y.clone()) for x, y in _probe_batches(cfg, x_train, y_train, spec.batches)]
+        return cache[key] if shared else cache.pop(key)
+
+    first = probes_of(seeds[0])
+    if not shared:
+        cache[seeds[0]] = first
+    d_in, n_classes = first[0][0][0].numel(), int(cfg.data.n_classes)
+    width, depth, batch = int(cfg.model.width), int(cfg.model.depth), int(cfg.data.batch_size)
+    per_pass = batched.seeds_per_pass(len(seeds), depth, width, batch, d_in, dtype.itemsize)
+    chunks = [seeds[i : i + per_pass] for i in range(0, len(seeds), per_pass)]
+    threads = choose_threads(cfg.runtime.threads, width) or cores
+    workers = max(1, cores) if cfg.runtime.threads == "auto" else 1
+    torch.set_num_threads(threads)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
+        builder = batched.StackBuilder(lambda seed: _construct(cfg, d_in, n_classes, seed, dtype),
+                                       lambda model, seed: _initialise(cfg, model, seed), seeds, pool, workers)
+
+        def build(chunk: list[int]) -> tuple[list, batched.Stack]:
+            return [probes_of(seed) for seed in chunk], builder.build(chunk, device)
+
+        job = ahead.submit(build, chunks[0])
+        for index, chunk in enumerate(chunks):
+            inputs, stacked = job.result()
+            if index + 1 < len(chunks):
+                job = ahead.submit(build, chunks[index + 1])  # the next pass's weights, meanwhile
+            found: list[list] = []  # [b][r] → items
+            for b in range(spec.batches):
+                x = torch.stack([probes[b][0] for probes in inputs])
+                y = torch.stack([probes[b][1] for probes in inputs])
+                try:
+                    found.append(batched.probe_stacked(stacked, x, y, spec, weights=b == 0))
+                except (RuntimeError, NotImplementedError) as err:
+                    if strict or index > 0 or b > 0:
+                        raise
+                    job.cancel()
+                    writer.note(seed_batching=f"loop (vmap failed: {type(err).__name__}: {str(err)[:200]})")
+                    return False
+            del stacked
+            if index == 0:
+                writer.note(device=str(device), dtype=str(cfg.dtype), threads=threads, init_workers=workers,
+                            seed_batching=f"vmap, {per_pass} seeds per pass, "
+                                          f"{'one construction' if builder.shared else 'a model per seed'}")
+            rows = []
+            for r, seed in enumerate(chunk):
+                for b in range(spec.batches):
+                    rows += values_to_rows(found[b][r], seed, b)
+            writer.append(rows)
+            bar.update(len(chunk))
+    return True
+
+
 def run(cfg: DictConfig, writer) -> None:
     """Validate ``cfg``, then measure (``optim.epochs = 0``) or train every replicate, appending rows to
-    ``writer`` (a :class:`bnexp.results.RunWriter` or anything with ``append(rows)`` and ``note(**kw)``)."""
+    ``writer`` (a :class:`bnexp.results.RunWriter` or anything with ``append(rows)`` and ``note(**kw)``).
+
+    At epochs = 0 with ``runtime.batch_seeds`` (``auto``: n_seeds ≥ 2) the seeds are probed together in vmapped
+    passes (``_run_batched``); otherwise, or when vmap cannot run the model under ``auto``, one at a time.
+    """
     validate(cfg)
     device = resolve_device(cfg.runtime.device, "train")
     dtype = DTYPES[cfg.dtype]
     spec = ProbeSpec.from_cfg(cfg.probe, cfg.model.depth)
     previous = torch.get_num_threads()
-    threads = choose_threads(cfg.runtime.threads, cfg.model.width) or previous
-    writer.note(device=str(device), dtype=str(cfg.dtype), threads=threads)
+    setting = batched.check_batch_seeds(cfg.runtime.get("batch_seeds", "auto"))
+    seeds = [int(cfg.seed) + r for r in range(int(cfg.n_seeds))]
+    together = int(cfg.optim.epochs) == 0 and (setting is True or (setting == "auto" and len(seeds) > 1))
     total = cfg.n_seeds * (cfg.optim.epochs + 1)
     try:
-        torch.set_num_threads(threads)
         with tqdm(total=total, desc=str(cfg.exp_name), disable=not cfg.runtime.progress, leave=False) as bar:
-            for r in range(cfg.n_seeds):
-                _run_replicate(cfg, cfg.seed + r, device, dtype, spec, writer, bar)
+            if together and _run_batched(cfg, seeds, device, dtype, spec, writer, bar, previous, setting is True):
+                return
+            threads = choose_threads(cfg.runtime.threads, cfg.model.width) or previous
+            writer.note(device=str(device), dtype=str(cfg.dtype), threads=threads)
+            torch.set_num_threads(threads)
+            for seed in seeds:
+                _run_replicate(cfg, seed, device, dtype, spec, writer, bar)
     finally:
         torch.set_num_threads(previous)
