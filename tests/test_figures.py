@@ -22,8 +22,9 @@ GROUPS = [
 ]
 
 
-def test_groups_cover_every_registered_figure():
-    assert sorted(f for group in GROUPS for f in group) == sorted(f.id for f in figures.all_figures())
+def test_groups_cover_every_figure_of_the_rank_papers():
+    ids = sorted(f.id for f in figures.all_figures() if f.paper in ("rank", "markov"))
+    assert sorted(f for group in GROUPS for f in group) == ids
 
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g[0])

@@ -1,4 +1,4 @@
-"""MLP and ResidualMLP: shapes, validation, and forward passes against manual compositions."""
+"""MLP, ResidualMLP and ConvNet: shapes, validation, and forward passes against manual compositions."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 
 from bnexp.errors import ConfigError
 from bnexp.nn.activations import ACTIVATIONS, gain_schedule, make_activation
+from bnexp.nn.convnet import ConvNet
 from bnexp.nn.mlp import MLP, MODELS, ResidualMLP, build_model
 from bnexp.nn.norms import NORMS
 
@@ -18,12 +19,15 @@ def _x(n: int = 16, *shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, *(shape or (12,)), generator=g, dtype=torch.float64)
 
 
+FC_MODELS = ["mlp", "resmlp"]  # fully connected: inputs of any shape are flattened
+
+
 def _rms_norm(h: torch.Tensor) -> torch.Tensor:
     """diag(M)^{-1/2} H in code orientation, written independently of bnexp."""
     return h / h.square().mean(0).sqrt()
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", FC_MODELS)
 def test_shapes_and_flattening(name):
     torch.manual_seed(0)
     model = build_model(name, d_in=12, width=10, depth=3, d_out=5).double()
@@ -46,12 +50,12 @@ def test_shapes_and_flattening(name):
 def test_forward_features_matches_forward(name):
     torch.manual_seed(0)
     model = build_model(name, d_in=12, width=10, depth=4, d_out=3, norm="bn_torch").double()
-    x = _x()
+    x = _x(8, 3, 2, 2)
     out, layers = model.forward_features(x)
     torch.testing.assert_close(out, model(x), rtol=0, atol=0)
     headless = build_model(name, d_in=12, width=10, depth=4).double()
     last, layers = headless.forward_features(x)
-    assert last is layers[-1]["post"]
+    torch.testing.assert_close(last.flatten(1), layers[-1]["post"], rtol=0, atol=0)
 
 
 def test_validation_errors_name_the_key():
@@ -90,7 +94,7 @@ def test_gain_schedule_values():
     torch.testing.assert_close(make_activation("linear", 0.3)(x), 0.3 * x)
 
 
-@pytest.mark.parametrize("order", ["norm_act", "act_norm"])
+@pytest.mark.parametrize("order", ["norm_act", "act_norm", "pre_act"])
 def test_order_is_manual_composition(order):
     torch.manual_seed(0)
     model = MLP(12, 10, 4, 3, norm="bn_theory", act="tanh", order=order, gain_exponent=0.4).double()
@@ -98,16 +102,19 @@ def test_order_is_manual_composition(order):
     h = x
     for l, fc in enumerate(model.fc):
         alpha = (l + 1) ** -0.4
+        if order == "pre_act":  # ortho Fig 5: the activation also acts on the raw input
+            h = _rms_norm(fc(torch.tanh(alpha * h)))
+            continue
         z = fc(h)
         h = torch.tanh(alpha * _rms_norm(z)) if order == "norm_act" else _rms_norm(torch.tanh(alpha * z))
     torch.testing.assert_close(model(x), model.readout(h), rtol=1e-12, atol=1e-12)
     other = MLP(12, 10, 4, 3, norm="bn_theory", act="tanh", gain_exponent=0.4).double()
     other.load_state_dict(model.state_dict())
-    other.order = "act_norm" if order == "norm_act" else "norm_act"
+    other.order = {"norm_act": "act_norm", "act_norm": "pre_act", "pre_act": "norm_act"}[order]
     assert not torch.allclose(other(x), model(x))
 
 
-@pytest.mark.parametrize("placement", ["post", "pre"])
+@pytest.mark.parametrize("placement", ["post", "pre", "branch"])
 @pytest.mark.parametrize("gamma", [0.3, math.inf])
 def test_residual_is_manual_composition(placement, gamma):
     torch.manual_seed(0)
@@ -118,6 +125,10 @@ def test_residual_is_manual_composition(placement, gamma):
         if placement == "post":
             branch = fc(torch.relu(h))
             h = _rms_norm(branch if math.isinf(gamma) else h + gamma * branch)
+        elif placement == "branch":  # the depth paper's Fig J1 (assumed): x + σ(BN(W x))
+            branch = fc(h)
+            out = torch.relu(_rms_norm(branch))
+            h = out if math.isinf(gamma) else h + gamma * out
         else:
             branch = fc(torch.relu(_rms_norm(h)))
             h = branch if math.isinf(gamma) else h + gamma * branch
@@ -144,9 +155,39 @@ def test_post_norm_residual_keeps_trace_m_equal_d():
 def test_forward_backward_every_combination(name, norm, act):
     torch.manual_seed(0)
     model = build_model(name, d_in=12, width=8, depth=3, d_out=4, norm=norm, act=act)
-    x = torch.randn(16, 12)
+    x = torch.randn(16, 3, 2, 2)
     loss = torch.nn.functional.cross_entropy(model(x), torch.arange(16) % 4)
     loss.backward()
     assert torch.isfinite(loss)
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("order", ["pre_act", "norm_act"])
+def test_convnet_is_manual_composition(order):
+    torch.manual_seed(0)
+    model = ConvNet(3 * 6 * 6, 5, 3, 4, norm="bn_theory", act="relu", order=order, padding_mode="reflect").double()
+    x = _x(7, 3, 6, 6)
+    h = x
+    for conv in model.conv:
+        w = conv.weight
+        if order == "pre_act":
+            z = torch.nn.functional.conv2d(torch.nn.functional.pad(torch.relu(h), (1, 1, 1, 1), mode="reflect"), w)
+            h = z / z.square().mean(dim=(0, 2, 3), keepdim=True).sqrt()  # per channel over (N, H, W)
+        else:
+            z = torch.nn.functional.conv2d(torch.nn.functional.pad(h, (1, 1, 1, 1), mode="reflect"), w)
+            h = torch.relu(z / z.square().mean(dim=(0, 2, 3), keepdim=True).sqrt())
+    out, layers = model.forward_features(x)
+    torch.testing.assert_close(out, model.readout(h.mean(dim=(2, 3))), rtol=1e-12, atol=1e-12)
+    assert all(t.shape == (7, 5 * 36) for layer in layers for t in layer.values())  # flattened feature maps
+    torch.testing.assert_close(layers[-1]["post"], h.flatten(1), rtol=1e-12, atol=1e-12)
+
+
+def test_convnet_validation_names_the_key():
+    for kwargs, key in [({"kernel": 2}, "model.kernel"), ({"order": "x"}, "model.order"),
+                        ({"padding_mode": "zero"}, "model.padding_mode"), ({"in_channels": 5}, "model.in_channels")]:
+        with pytest.raises(ConfigError) as err:
+            ConvNet(3 * 4 * 4, 4, 2, **kwargs)
+        assert err.value.key == key
+    with pytest.raises(ValueError, match="expected images"):
+        ConvNet(3 * 4 * 4, 4, 2)(torch.randn(2, 48))

@@ -1,10 +1,11 @@
-"""Building blocks: normalisation variants, activations, initialisations and MLPs.
+"""Building blocks: normalisation variants, activations, initialisations, MLPs and a plain ConvNet.
 
 Models take the norm and activation by config name; each registry (``NORMS``, ``ACTIVATIONS``,
 ``INITS``, ``MODELS``) maps those names to constructors and lists the valid choices in its errors.
 """
 
 from bnexp.nn.activations import ACTIVATIONS, Activation, gain_schedule, make_activation
+from bnexp.nn.convnet import ConvNet
 from bnexp.nn.init import INITS, init_weights
 from bnexp.nn.mlp import MLP, MODELS, ResidualMLP, build_model
 from bnexp.nn.norms import NORMS, BatchNormCenter, BatchNormNoCenter, BatchNormTheory, make_norm
@@ -19,6 +20,7 @@ __all__ = [
     "BatchNormCenter",
     "BatchNormNoCenter",
     "BatchNormTheory",
+    "ConvNet",
     "ResidualMLP",
     "build_model",
     "gain_schedule",

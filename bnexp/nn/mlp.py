@@ -23,12 +23,13 @@ from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, check_int
 from bnexp.nn.activations import gain_schedule, make_activation
+from bnexp.nn.convnet import ConvNet
 from bnexp.nn.norms import make_norm
 
 __all__ = ["MLP", "MODELS", "ResidualMLP", "build_model"]
 
-ORDERS = ("norm_act", "act_norm")
-PLACEMENTS = ("post", "pre")
+ORDERS = ("norm_act", "act_norm", "pre_act")
+PLACEMENTS = ("post", "pre", "branch")
 
 
 def _check_size(key: str, value: int | None, allow_none: bool = False) -> None:
@@ -61,6 +62,9 @@ class MLP(_Network):
         h_ℓ = fc_ℓ(x)
         order="norm_act":  x = σ(α_ℓ · norm_ℓ(h_ℓ))      # Linear → BN → activation (all papers)
         order="act_norm":  x = norm_ℓ(σ(α_ℓ · h_ℓ))
+        order="pre_act":   h_ℓ = fc_ℓ(σ(α_ℓ · x)); x = norm_ℓ(h_ℓ)   # activation → Linear → BN
+
+``pre_act`` is the ortho paper's Fig 5 block (its code applies the ReLU to the raw input too).
 
     with ``α_ℓ = gain · (ℓ+1)^(−gain_exponent)`` (depth eq. 11, shaped activation). The readout
     ``fc_depth: d → d_out`` has no norm. There are ``depth + 1`` Linear layers when ``d_out`` is set.
@@ -102,6 +106,12 @@ class MLP(_Network):
     def _forward(self, x: Tensor, layers: list[dict[str, Tensor]] | None) -> Tensor:
         x = x.flatten(1)  # (n, d_in)
         for fc, norm, act in zip(self.fc, self.norm, self.act):
+            if self.order == "pre_act":
+                h = fc(act(x))
+                z = x = norm(h)
+                if layers is not None:
+                    layers.append({"pre": h, "norm": z, "post": x})
+                continue
             h = fc(x)  # (n, d)
             if self.order == "norm_act":
                 z = norm(h)
@@ -124,6 +134,7 @@ class ResidualMLP(_Network):
 
         placement="post":  H ← norm(H + γ · F(H) W_ℓᵀ)     # theory: BN(H + γ W F(H)), rank Eq. (1)
         placement="pre":   H ← H + γ · F(norm(H)) W_ℓᵀ
+        placement="branch": H ← H + γ · F(norm(H W_ℓᵀ))   # the depth paper's Fig J1 (assumed setup)
         gamma=inf:         H ← norm(F(H) W_ℓᵀ)  (post)  /  H ← F(norm(H)) W_ℓᵀ  (pre): no skip
 
     ``forward_features`` block ℓ: ``"pre"`` = the branch's linear output F(·) W_ℓᵀ (before the factor γ
@@ -169,6 +180,11 @@ class ResidualMLP(_Network):
             if self.placement == "post":
                 branch = fc(self.act(h))
                 h = z = norm(h + self.gamma * branch if self.skip else branch)
+            elif self.placement == "branch":
+                branch = fc(h)
+                z = norm(branch)
+                out = self.act(z)
+                h = h + self.gamma * out if self.skip else out
             else:
                 z = norm(h)
                 branch = fc(self.act(z))
@@ -183,7 +199,7 @@ class ResidualMLP(_Network):
 
 
 # Config ``model.name`` → constructor.
-MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "resmlp": ResidualMLP}
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "resmlp": ResidualMLP, "convnet": ConvNet}
 
 
 def build_model(name: str, **kwargs) -> nn.Module:

@@ -1,0 +1,105 @@
+"""A plain stride-1 convolutional network: the ortho paper's Fig 5b ConvNet.
+
+``depth`` blocks on feature maps of ``width`` channels, no pooling (the spatial size never changes)::
+
+    order="pre_act":   x = norm_ℓ(conv_ℓ(σ(x)))       # the ortho paper's block: ReLU → Conv3×3 → BN2d
+    order="norm_act":  x = σ(norm_ℓ(conv_ℓ(x)))
+
+conv_0 maps ``in_channels`` to ``width`` channels, every later conv ``width`` to ``width``; kernel
+``kernel`` (odd), stride 1, padding ``kernel // 2`` with ``padding_mode`` (the paper's caption says zero
+padding, its code ran with ``reflect``). The optional readout (global average pool → Linear to
+``d_out``) only serves the cross-entropy of a probe; the paper's figure never uses it.
+
+``forward_features`` layer ℓ holds ``"pre"`` (conv output), ``"norm"`` and ``"post"`` (block output)
+*flattened* to ``(n, C·H·W)``: representation metrics see one sample as one vector, as the paper
+measures the orthogonality gap of flattened feature maps.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from bnexp.errors import ConfigError, check_int
+from bnexp.nn.activations import make_activation
+from bnexp.nn.norms import make_norm
+
+__all__ = ["ConvNet"]
+
+ORDERS = ("pre_act", "norm_act")
+PADDINGS = ("zeros", "reflect", "replicate", "circular")
+
+
+class ConvNet(nn.Module):
+    """``depth`` conv blocks of ``width`` channels (see the module docstring); input (n, in_channels, H, W).
+
+    ``d_in`` (the flattened input size the trainer passes) must be a multiple of ``in_channels``.
+    ``weight_layers()`` = [conv_0, …, conv_{depth−1}, readout].
+    """
+
+    def __init__(
+        self,
+        d_in: int,
+        width: int,
+        depth: int,
+        d_out: int | None = None,
+        *,
+        in_channels: int = 3,
+        norm: str = "bn_torch",
+        act: str = "relu",
+        bias: bool = False,
+        order: str = "pre_act",
+        kernel: int = 3,
+        padding_mode: str = "reflect",
+        norm_kwargs: dict | None = None,
+    ):
+        super().__init__()
+        for key, value in (("model.d_in", d_in), ("model.width", width), ("model.depth", depth),
+                           ("model.in_channels", in_channels), ("model.kernel", kernel)):
+            check_int(key, value, 1)
+        if d_out is not None:
+            check_int("model.d_out", d_out, 1)
+        if d_in % in_channels:
+            raise ConfigError("model.in_channels", in_channels,
+                              f"must divide the input size {d_in} (inputs are (n, in_channels, H, W))")
+        if kernel % 2 == 0:
+            raise ConfigError("model.kernel", kernel, "an odd kernel size (stride 1 keeps the spatial size)")
+        if order not in ORDERS:
+            raise ConfigError("model.order", order, ORDERS)
+        if padding_mode not in PADDINGS:
+            raise ConfigError("model.padding_mode", padding_mode, PADDINGS)
+        self.order, self.in_channels = order, in_channels
+        self.conv = nn.ModuleList(
+            nn.Conv2d(in_channels if l == 0 else width, width, kernel, padding=kernel // 2,
+                      padding_mode=padding_mode, bias=bias)
+            for l in range(depth)
+        )
+        self.norm = nn.ModuleList(make_norm(norm, width, spatial=True, **(norm_kwargs or {})) for _ in range(depth))
+        self.act = make_activation(act)
+        self.readout = nn.Linear(width, d_out, bias=bias) if d_out is not None else None
+
+    def _forward(self, x: Tensor, layers: list[dict[str, Tensor]] | None) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected images (n, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
+        for conv, norm in zip(self.conv, self.norm):
+            if self.order == "pre_act":
+                h = conv(self.act(x))
+                z = x = norm(h)
+            else:
+                h = conv(x)
+                z = norm(h)
+                x = self.act(z)
+            if layers is not None:
+                layers.append({"pre": h.flatten(1), "norm": z.flatten(1), "post": x.flatten(1)})
+        return self.readout(x.mean(dim=(2, 3))) if self.readout is not None else x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._forward(x, None)
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, list[dict[str, Tensor]]]:
+        """``(forward(x), layers)`` in one pass; ``layers[ℓ]`` = flattened {"pre", "norm", "post"} of block ℓ."""
+        layers: list[dict[str, Tensor]] = []
+        return self._forward(x, layers), layers
+
+    def weight_layers(self) -> list[nn.Module]:
+        """[conv_0, …, conv_{depth−1}, readout]."""
+        return [*self.conv, *([self.readout] if self.readout is not None else [])]

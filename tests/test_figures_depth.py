@@ -1,0 +1,45 @@
+"""The depth paper's init-time figures (and ortho/fig5) regenerated at smoke scale, with their claims asserted.
+
+The claims are numbers computed from the runs, compared with the paper's statements under the tolerances in
+bnexp/figures/depth.py and ortho_nets.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bnexp import cli, figures
+
+GROUPS = [
+    ["depth/fig1"],
+    ["depth/fig2"],
+    ["depth/fig3"],
+    ["depth/fig5", "depth/figF1"],
+    ["depth/figF2"],
+    ["depth/figH5"],
+    ["depth/figH6"],
+    ["depth/figJ1"],
+    ["ortho/fig5"],
+]
+MODULES = ("bnexp.figures.depth", "bnexp.figures.ortho_nets")
+
+
+def test_groups_cover_every_figure_of_these_modules():
+    ids = sorted(f.id for f in figures.all_figures() if f.plot.__module__ in MODULES)
+    assert sorted(f for group in GROUPS for f in group) == ids
+
+
+@pytest.mark.parametrize("group", GROUPS, ids=lambda g: g[0])
+def test_reproduce_at_smoke_scale_and_claims_hold(group, outputs, capsys):
+    code = cli.main(["reproduce", *group, "--scale", "smoke"])
+    out = capsys.readouterr().out
+    for fig_id in group:
+        stem = figures.get(fig_id).output_stem()
+        assert stem.with_suffix(".png").stat().st_size > 1000 and stem.with_suffix(".pdf").exists()
+        record = json.loads(stem.with_suffix(".claims.json").read_text())
+        assert record["scale"] == "smoke" and record["claims"]
+        failing = [c for c in record["claims"] if not c["passed"]]
+        assert not failing, f"{fig_id}: {failing}\n{out}"
+    assert code == 0
