@@ -1,4 +1,4 @@
-"""Building blocks: normalisation variants, activations, initialisations, MLPs and a plain ConvNet.
+"""Building blocks: normalisation variants, activations, initialisations, MLPs, a plain ConvNet, VGG and ResNet.
 
 Models take the norm and activation by config name; each registry (``NORMS``, ``ACTIVATIONS``,
 ``INITS``, ``MODELS``) maps those names to constructors and lists the valid choices in its errors.
@@ -9,6 +9,8 @@ from bnexp.nn.convnet import ConvNet
 from bnexp.nn.init import INITS, init_weights
 from bnexp.nn.mlp import MLP, MODELS, ResidualMLP, build_model
 from bnexp.nn.norms import NORMS, BatchNormCenter, BatchNormNoCenter, BatchNormTheory, make_norm
+from bnexp.nn.resnet import ResNet
+from bnexp.nn.vgg import VGG
 
 __all__ = [
     "ACTIVATIONS",
@@ -16,11 +18,13 @@ __all__ = [
     "MLP",
     "MODELS",
     "NORMS",
+    "VGG",
     "Activation",
     "BatchNormCenter",
     "BatchNormNoCenter",
     "BatchNormTheory",
     "ConvNet",
+    "ResNet",
     "ResidualMLP",
     "build_model",
     "gain_schedule",

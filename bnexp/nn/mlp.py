@@ -25,6 +25,8 @@ from bnexp.errors import ConfigError, check_int
 from bnexp.nn.activations import gain_schedule, make_activation
 from bnexp.nn.convnet import ConvNet
 from bnexp.nn.norms import make_norm
+from bnexp.nn.resnet import ResNet
+from bnexp.nn.vgg import VGG
 
 __all__ = ["MLP", "MODELS", "ResidualMLP", "build_model"]
 
@@ -199,7 +201,9 @@ class ResidualMLP(_Network):
 
 
 # Config ``model.name`` → constructor.
-MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "resmlp": ResidualMLP, "convnet": ConvNet}
+MODELS: dict[str, type[nn.Module]] = {
+    "mlp": MLP, "resmlp": ResidualMLP, "convnet": ConvNet, "vgg": VGG, "resnet": ResNet,
+}
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
