@@ -6,6 +6,8 @@
 | near_identity    | X₀ = (1 − f)·I_d + f·u vᵀ, u, v ~ U[0, 1]^d (d samples)       | uniform in [0, n_classes)   |
 | shifted_gaussian | x = offset + N(0, I), shape ``data.shape``                    | uniform in [0, n_classes)   |
 | powerlaw         | offset + c·Z diag(k^−α) Vᵀ, shape ``data.shape``              | uniform in [0, n_classes)   |
+| prototypes       | s·clip(P_y + N(0, noise²·I), 0, 1), P_c sparse in [0, 1]^shape| balanced, class of P_y      |
+| uniform_images   | X_ij ~ U[low, high] (default U[0, 255]), shape ``data.shape`` | uniform in [0, n_classes)   |
 
 * ``gaussian``: the teacher T (d_in × C) has unit-norm Gaussian columns, so every class is equally likely and
   the task is linear.
@@ -19,6 +21,18 @@
   spectrum plus the offset make the float32 Gram rank of a batch fall below n for large n while the
   float64 rank of X stays n (the defaults α = 0.6, offset 0.45, std 0.2 give about 250 at n = 256 and 245
   at n = 512, full rank at n ≤ 128, and a mean cosine of 0.84, like CIFAR's 0.81).
+* ``prototypes``: the rank paper's quick-scale classification task (spec Fig 1 quick, "10 random sparse
+  prototypes in [0,1]^196 plus N(0, 0.3²) noise, clipped"; Fig 5 quick, 3×16×16 images). Class c has the
+  prototype P_c = B_c ∘ U_c with B_c ~ Bernoulli(sparsity) and U_c ~ U[0, 1] per pixel; a sample of class y is
+  s·clip(P_y + ε, 0, 1), ε ~ N(0, noise²) per pixel, s = ``scale`` (1: [0, 1] pixels as /255 images; 255: the
+  raw 0–255 pixel values of the rank paper's CIFAR MLP code, under which the input signal, not the biases,
+  dominates a deep vanilla net's last layer). Train and test share the prototypes; labels are balanced
+  (a random permutation of 0, 1, …, C−1, 0, 1, …: class counts differ by at most one). The task is easy for a
+  shallow MLP (2 hidden layers reach > 0.9 training accuracy within a few hundred SGD steps) and the depth
+  difficulty comes only from the network: a deep vanilla net whose rank has collapsed stays at chance.
+* ``uniform_images``: the rank paper's Fig 10 "SGD on random data", inputs i.i.d. U[low, high] (the paper's
+  U[0, 255], raw pixel scale) with labels uniform at random and independent of the inputs (the spec's §5 item
+  15 prefers CIFAR's own labels; at quick scale there is no CIFAR to take them from).
 """
 
 from __future__ import annotations
@@ -137,5 +151,60 @@ def powerlaw(cfg: DictConfig, seed: int) -> Split:
     c = cfg.pixel_std * math.sqrt(d / float(s.square().sum()))
     z = torch.randn(n, d, generator=g, dtype=torch.float64)
     x = (cfg.offset + c * (z * s) @ v.T).reshape(n, *shape)
+    y = _random_labels(n, cfg.n_classes, g)
+    return x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]
+
+
+# ------------------------------------------------------------------------------------------------ classification tasks
+
+
+def check_prototypes(cfg: DictConfig) -> None:
+    _check_images(cfg)
+    check_int_key(cfg, "n_classes", 2)
+    check_float_key(cfg, "noise", 0.0)
+    check_float_key(cfg, "sparsity", 0.0, 1.0, open_lo=True)
+    check_float_key(cfg, "scale", 0.0, open_lo=True)
+
+
+def _balanced_labels(n: int, n_classes: int, g: torch.Generator) -> torch.Tensor:
+    """0, 1, …, C−1, 0, 1, … (n of them) in a random order: every class has ⌊n/C⌋ or ⌈n/C⌉ samples."""
+    return (torch.arange(n) % n_classes)[torch.randperm(n, generator=g)]
+
+
+def prototypes(cfg: DictConfig, seed: int) -> Split:
+    """x = scale·clip(P_y + ε, 0, 1), ε ~ N(0, noise²) i.i.d., P_c = B_c ∘ U_c (B ~ Bernoulli(sparsity),
+    U ~ U[0, 1]).
+
+    Draw order from the ``data`` stream: the C prototypes, then the training split (labels, noise), then the
+    test split, so that the training set of a seed does not depend on ``n_test``.
+    """
+    g = _generator(seed)
+    shape, n_classes, noise, scale = tuple(cfg.shape), int(cfg.n_classes), float(cfg.noise), float(cfg.scale)
+    mask = torch.rand(n_classes, *shape, generator=g, dtype=torch.float64) < float(cfg.sparsity)
+    protos = mask * torch.rand(n_classes, *shape, generator=g, dtype=torch.float64)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = _balanced_labels(n, n_classes, g)
+        eps = torch.randn(n, *shape, generator=g, dtype=torch.float64)
+        return scale * (protos[y] + noise * eps).clamp_(0.0, 1.0), y
+
+    x_train, y_train = draw(int(cfg.n_train))
+    x_test, y_test = draw(int(cfg.n_test))
+    return x_train, y_train, x_test, y_test
+
+
+def check_uniform_images(cfg: DictConfig) -> None:
+    _check_images(cfg)
+    low = check_float_key(cfg, "low")
+    check_float_key(cfg, "high", low, open_lo=True)
+
+
+def uniform_images(cfg: DictConfig, seed: int) -> Split:
+    """X_ij ~ U[low, high] i.i.d. of shape ``data.shape`` (rank Fig 10: U[0, 255]); labels uniform in
+    [0, n_classes), independent of X. Test samples are further draws of the same law."""
+    g = _generator(seed)
+    shape, n = tuple(cfg.shape), int(cfg.n_train) + int(cfg.n_test)
+    low, high = float(cfg.low), float(cfg.high)
+    x = low + (high - low) * torch.rand(n, *shape, generator=g, dtype=torch.float64)
     y = _random_labels(n, cfg.n_classes, g)
     return x[: cfg.n_train], y[: cfg.n_train], x[cfg.n_train :], y[cfg.n_train :]

@@ -1,0 +1,128 @@
+"""The quick-scale classification tasks of the rank paper: ``prototypes`` (noisy sparse class prototypes, spec Fig 1
+/ Fig 5 quick) and ``uniform_images`` (i.i.d. U[0, 255] images, Fig 10's "random data")."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bnexp import data
+from bnexp.config import compose
+from bnexp.errors import ConfigError
+from bnexp.nn import build_model, init_weights
+
+
+def _cfg(*overrides: str):
+    return compose("train", list(overrides)).data
+
+
+def _make(*overrides: str, seed: int = 0):
+    return data.make_dataset(_cfg("data.batch_size=8", *overrides), seed=seed, dtype=torch.float64)
+
+
+# ------------------------------------------------------------------------------------------------ prototypes
+
+
+def test_prototypes_shapes_ranges_and_balanced_labels():
+    x, y, x_test, y_test = _make("data=prototypes", "data.n_train=1003", "data.n_test=200")
+    assert x.shape == (1003, 1, 14, 14) and x_test.shape == (200, 1, 14, 14)
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0  # clipped to [0, 1]
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0  # and the clipping is active at both ends
+    for labels, n in ((y, 1003), (y_test, 200)):
+        counts = torch.bincount(labels, minlength=10)
+        assert len(counts) == 10 and int(counts.sum()) == n
+        assert int(counts.max()) - int(counts.min()) <= 1  # balanced: ⌊n/C⌋ or ⌈n/C⌉ per class
+    big, *_ = _make("data=prototypes", "data.shape=[3,16,16]", "data.scale=255", "data.n_train=64", "data.n_test=8")
+    assert big.shape == (64, 3, 16, 16) and float(big.max()) == 255.0 and float(big.min()) == 0.0
+
+
+def test_prototypes_train_and_test_share_the_sparse_prototypes():
+    # Without noise every sample is its class prototype, so both splits hold exactly the same C images.
+    x, y, x_test, y_test = _make("data=prototypes", "data.noise=0.0", "data.n_train=200", "data.n_test=50")
+    for c in range(10):
+        train_c, test_c = x[y == c], x_test[y_test == c]
+        assert torch.equal(train_c, train_c[:1].expand_as(train_c))
+        assert torch.equal(test_c, train_c[:1].expand_as(test_c))
+    protos = torch.stack([x[y == c][0] for c in range(10)])
+    assert float((protos > 0).double().mean()) == pytest.approx(0.2, abs=0.05)  # data.sparsity
+    assert len({tuple(p.flatten().tolist()) for p in protos}) == 10
+    # With the default noise the class means of the two splits still agree (the same prototypes + mean noise)
+    x, y, x_test, y_test = _make("data=prototypes", "data.n_train=2000", "data.n_test=2000")
+    mean_train = torch.stack([x[y == c].mean(0) for c in range(10)]).flatten(1)
+    mean_test = torch.stack([x_test[y_test == c].mean(0) for c in range(10)]).flatten(1)
+    gap = torch.cdist(mean_train, mean_test)  # (C, C): small on the diagonal only
+    assert float(gap.diagonal().max()) < 0.3 * float(gap[~torch.eye(10, dtype=torch.bool)].min())
+
+
+def test_prototypes_and_uniform_images_are_seeded():
+    for name in ("prototypes", "uniform_images"):
+        a = _make(f"data={name}", "data.n_train=32", "data.n_test=8", seed=5)
+        b = _make(f"data={name}", "data.n_train=32", "data.n_test=8", seed=5)
+        c = _make(f"data={name}", "data.n_train=32", "data.n_test=8", seed=6)
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
+        assert not torch.equal(a[0], c[0])
+        fixed = _make(f"data={name}", "data.n_train=32", "data.n_test=8", "data.seed=5", seed=9)
+        assert torch.equal(fixed[0], a[0])  # data.seed overrides the replicate seed
+    # the training split of a seed does not depend on n_test (prototypes, then train, then test draws)
+    small = _make("data=prototypes", "data.n_train=32", "data.n_test=8")
+    large = _make("data=prototypes", "data.n_train=32", "data.n_test=100")
+    assert torch.equal(small[0], large[0]) and torch.equal(small[1], large[1])
+
+
+def test_prototypes_are_learnable_by_a_shallow_mlp():
+    x, y, x_test, y_test = data.make_dataset(_cfg("data=prototypes", "data.n_train=2000", "data.n_test=500"), seed=0)
+    torch.manual_seed(0)
+    model = build_model("mlp", d_in=196, width=64, depth=2, d_out=10, norm="none")
+    init_weights(model, "torch_default", generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(300):
+        idx = torch.randint(len(x), (128,), generator=g)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        train_acc = float((model(x).argmax(1) == y).double().mean())
+        test_acc = float((model(x_test).argmax(1) == y_test).double().mean())
+    assert train_acc > 0.9 and test_acc > 0.9  # measured: 1.00 and 1.00
+
+
+# ------------------------------------------------------------------------------------------------ uniform images
+
+
+def test_uniform_images_are_iid_uniform_pixels_with_random_labels():
+    x, y, x_test, y_test = _make("data=uniform_images", "data.n_train=400", "data.n_test=40")
+    assert x.shape == (400, 3, 32, 32) and x_test.shape == (40, 3, 32, 32)
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 255.0
+    assert float(x.mean()) == pytest.approx(127.5, abs=0.5)
+    assert float(x.std()) == pytest.approx(255 / math.sqrt(12), rel=0.01)  # U[0, 255]
+    counts = torch.bincount(torch.cat([y, y_test]), minlength=10)
+    assert len(counts) == 10 and int(counts.min()) >= 20  # uniform: 44 expected per class
+    small, *_ = _make("data=uniform_images", "data.shape=[1,8,8]", "data.low=-1", "data.high=1",
+                      "data.n_train=100", "data.n_test=1")
+    assert small.shape == (100, 1, 8, 8) and -1.0 <= float(small.min()) < -0.9 and 0.9 < float(small.max()) <= 1.0
+
+
+# ------------------------------------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (("data=prototypes", "data.noise=-0.1"), "data.noise"),
+    (("data=prototypes", "data.sparsity=0"), "data.sparsity"),
+    (("data=prototypes", "data.sparsity=1.5"), "data.sparsity"),
+    (("data=prototypes", "data.n_classes=1"), "data.n_classes"),
+    (("data=prototypes", "data.scale=0"), "data.scale"),
+    (("data=prototypes", "data.shape=[1,0,14]"), "data.shape"),
+    (("data=prototypes", "data.n_train=0"), "data.n_train"),
+    (("data=uniform_images", "data.high=-1"), "data.high"),
+    (("data=uniform_images", "data.low=abc"), "data.low"),
+    (("data=uniform_images", "data.n_classes=0"), "data.n_classes"),
+])
+def test_bad_keys_are_named(overrides, key):
+    with pytest.raises(ConfigError, match="^" + re.escape(key) + "="):
+        data.validate(_cfg(*overrides))
