@@ -9,7 +9,7 @@ TORCH  ?= torch==2.14.1 torchvision==0.29.1
 SCALE  ?= quick
 
 .DEFAULT_GOAL := help
-.PHONY: help venv quick test lint bench bench-probe paper-fig3 report clean
+.PHONY: help venv quick test lint bench bench-probe bench-train paper-fig3 report clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ bench: venv ## chain engine vs a plain per-layer loop, per width (prints ratios)
 
 bench-probe: venv ## init-time probe: seeds batched (vmap) vs a plain loop over seeds (prints ratios)
 	$(BIN)/python scripts/bench_probe.py
+
+bench-train: venv ## trainer vs a plain DataLoader loop: images/s, ratio, logging overhead (CUDA part if present)
+	$(BIN)/python scripts/bench_train.py
 
 paper-fig3: venv ## rank/fig3 at the paper's scale (L = 10^6, d up to 256; see docs/performance.md)
 	$(BIN)/bnexp reproduce fig3 --scale paper

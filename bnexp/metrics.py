@@ -395,3 +395,16 @@ def measure(
         else:
             out[name] = value
     return out
+
+
+def gram_mean_cosine(g: Tensor) -> Tensor:
+    """mean_{i<j} G_ij / sqrt(G_ii G_jj) from a Gram matrix G (..., m, m) of m vectors v_i (G_ij = ⟨v_i, v_j⟩):
+    the mean signed cosine over the m(m−1)/2 pairs, in float64. Used where the vectors are too long to stack
+    (per-sample gradients of every parameter, rank spec §0.4 (b): ``probe.per_sample_gradient_cosine``
+    accumulates G parameter by parameter). nan if some v_i = 0 or m < 2."""
+    g = g.to(torch.float64)
+    m = g.shape[-1]
+    norms = g.diagonal(dim1=-2, dim2=-1).clamp(min=0.0).sqrt()
+    cos = g / (norms[..., :, None] * norms[..., None, :])
+    i, j = torch.triu_indices(m, m, offset=1, device=g.device)
+    return cos[..., i, j].mean(-1)

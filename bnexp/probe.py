@@ -15,7 +15,24 @@ statistics, as every paper measures), then
 * optionally (``probe.weight_metrics``) metrics of the weight matrices themselves, ``weight_<metric>`` with
   layer = k: each W_k (out, in) (a conv kernel flattened to (out, in·k_h·k_w)) is measured as a (rows,
   columns) matrix, so e.g. ``weight_isometry_gap`` is φ(W_k) = ln(AM/GM of the eigenvalues of W_k W_kᵀ)
-  (+inf when out > in: W_k W_kᵀ is singular).
+  (+inf when out > in: W_k W_kᵀ is singular) and ``weight_rank_np`` the float64 numerical rank of W_k;
+* optionally (``probe.alignment``) the directional gradient alignment of the rank paper (000 Fig 10,
+  spec §0.4), whole-network rows (layer empty) on the first m = ``probe.alignment_samples`` samples of the
+  probe batch (all of them when the batch is smaller):
+
+  - ``grad_alignment`` = A_last = mean_{i<j} |cos(h_{L,i}, h_{L,j})|, h_L the input of the readout (the last
+    of ``model.weight_layers()``, captured by a forward pre-hook in the probe's own forward pass). It equals
+    the per-neuron alignment of the per-sample readout gradients, mean_k mean_{i<j}
+    |cos(∇_{W[k,:]} ℓ_i, ∇_{W[k,:]} ℓ_j)|, because ∇_{W[k,:]} ℓ_i = (∂ℓ_i/∂z_{ik}) h_{L,i} (rank Prop 19);
+    rank one gives exactly 1.
+  - ``grad_cosine_full`` = mean_{i<j} cos(∇_θ ℓ_i, ∇_θ ℓ_j) (signed) over all parameters θ (weights, biases,
+    norm affine parameters), with ℓ_i the cross-entropy of sample i *in the probe's batch forward pass*: in
+    train mode every BN layer normalises with the statistics of the whole probe batch, and ∇_θ ℓ_i is the
+    gradient of that one term through them (the batch gradient is the mean of these). A per-sample gradient
+    of a BN network is otherwise undefined — a sample normalised alone is constant. Computed by m backward
+    passes through the one graph (``retain_graph``); the Gram matrix of the per-sample gradients is
+    accumulated per parameter in float64 (``metrics.gram_mean_cosine``). Memory: m copies of the
+    parameters' gradients (VGG19, m = 32, float32: 2.5 GB).
 
 Every measurement function also takes a leading replicate dimension (``bnexp.batched`` probes many seeds
 in one vmapped pass with the same code).
@@ -47,6 +64,7 @@ __all__ = [
     "grad_norms",
     "layer_indices",
     "layer_metrics",
+    "per_sample_gradient_cosine",
     "preserved_buffers",
     "probe",
     "representations",
@@ -78,6 +96,8 @@ class ProbeSpec:
     batches: int = 1  # at optim.epochs = 0: this many consecutive probe batches, step = batch index
     input: bool = False  # also the metrics of the flattened input batch, layer = -1
     weight_metrics: tuple[str, ...] = ()  # metrics of every weight matrix W_k, as weight_<metric>, layer = k
+    alignment: bool = False  # grad_alignment (A_last) and grad_cosine_full, whole-network rows
+    alignment_samples: int = 32  # the first m samples of the probe batch that the alignment uses
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig, depth: int) -> ProbeSpec:
@@ -109,9 +129,13 @@ class ProbeSpec:
         for name in weight_names:
             if name not in metrics.MEASURES:
                 raise ConfigError("probe.weight_metrics", name, metrics.MEASURES)
+        alignment = cfg.get("alignment", False)
+        if not isinstance(alignment, bool):
+            raise ConfigError("probe.alignment", alignment, (True, False))
+        samples = check_int("probe.alignment_samples", cfg.get("alignment_samples", 32), 2)
         return cls(metrics=tuple(names), point=cfg.point, layers=layers, grad_norms=cfg.grad_norms, tau=float(tau),
                    top_k=int(top_k), rank_tol=float(tol), batches=int(batches), input=bool(cfg.get("input", False)),
-                   weight_metrics=tuple(weight_names))
+                   weight_metrics=tuple(weight_names), alignment=alignment, alignment_samples=samples)
 
 
 def layer_indices(layers: str | Sequence[int], depth: int) -> list[int]:
@@ -232,11 +256,42 @@ def grad_norms(model: nn.Module, loss: Tensor) -> Tensor:
     Uses ``torch.autograd.grad``: the parameters' ``.grad`` are not touched. Biases are not included.
     """
     weights = [module.weight for module in model.weight_layers()]
-    grads = torch.autograd.grad(loss, weights, allow_unused=True)
+    return _norms_of(torch.autograd.grad(loss, weights, allow_unused=True), weights)
+
+
+def _norms_of(grads: Sequence[Tensor | None], weights: Sequence[Tensor]) -> Tensor:
     return torch.stack([
         _frobenius64(g) if g is not None else torch.zeros((), dtype=torch.float64, device=w.device)
         for g, w in zip(grads, weights)
     ])
+
+
+def per_sample_gradient_cosine(model: nn.Module, losses: Tensor) -> Tensor:
+    """mean_{i<j} cos(∇_θ losses[i], ∇_θ losses[j]) over every parameter θ of ``model`` that needs a gradient.
+
+    ``losses`` (m,) come from one forward pass (its graph is kept: one backward per sample, ``retain_graph``).
+    The m × m Gram matrix of the per-sample gradients is accumulated parameter by parameter in float64, so
+    no (m, #parameters) float64 matrix is ever formed. 0-d float64; nan if a per-sample gradient is zero.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = [torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True) for loss in losses]
+    m = len(grads)
+    gram = torch.zeros((m, m), dtype=torch.float64, device=losses.device)
+    for k, p in enumerate(params):
+        if all(g[k] is None for g in grads):
+            continue
+        rows = torch.stack([(g[k] if g[k] is not None else torch.zeros_like(p)).reshape(-1) for g in grads])
+        rows = rows.to(torch.float64)
+        gram += rows @ rows.mT
+    return metrics.gram_mean_cosine(gram)
+
+
+def _alignment_items(model: nn.Module, readout_input: Tensor, losses: Tensor, m: int) -> list[Item]:
+    """``grad_alignment`` and ``grad_cosine_full`` on the first m samples (module docstring)."""
+    m = min(m, len(losses))
+    aligned = metrics.mean_abs_cosine(readout_input[:m].detach().flatten(1))
+    full = per_sample_gradient_cosine(model, losses[:m])
+    return [(None, "grad_alignment", aligned), (None, "grad_cosine_full", full)]
 
 
 # ------------------------------------------------------------------------------------------------ probe
@@ -248,21 +303,38 @@ def probe(model: nn.Module, x: Tensor, y: Tensor, spec: ProbeSpec, *, weights: b
     Items, in this order: with ``spec.input`` the ``spec.metrics`` of ``x.flatten(1)`` as layer −1; per hidden
     layer ℓ the ``spec.metrics`` of ``spec.point``; ``(None, "loss", ·)``, the mean cross-entropy; per weight
     layer k ``(k, "grad_norm", ·)``; with ``weights`` (default) and ``spec.weight_metrics``, per weight layer k
-    ``(k, "weight_<metric>", ·)``. The model is left exactly as it was.
+    ``(k, "weight_<metric>", ·)``; with ``spec.alignment``, ``(None, "grad_alignment", ·)`` and
+    ``(None, "grad_cosine_full", ·)``. The model is left exactly as it was.
     """
     opts = {"tau": spec.tau, "k": spec.top_k, "tol": spec.rank_tol}
     items: list[Item] = []
     if spec.input:
         items += stacked_items([(-1, x.flatten(1)[None])], spec.metrics, **opts)[0]
-    with preserved_buffers(model), torch.set_grad_enabled(spec.grad_norms):
-        logits, features = model.forward_features(x)
-        loss = F.cross_entropy(logits, y)
-        norms = grad_norms(model, loss) if spec.grad_norms else None
+    captured: list[Tensor] = []
+    hook = None
+    if spec.alignment:
+        hook = model.weight_layers()[-1].register_forward_pre_hook(lambda _, args: captured.append(args[0]))
+    try:
+        with preserved_buffers(model), torch.set_grad_enabled(spec.grad_norms or spec.alignment):
+            logits, features = model.forward_features(x)
+            loss = F.cross_entropy(logits, y)
+            losses = F.cross_entropy(logits, y, reduction="none") if spec.alignment else None
+            if spec.grad_norms:
+                weights_ = [module.weight for module in model.weight_layers()]
+                grads = torch.autograd.grad(loss, weights_, allow_unused=True, retain_graph=spec.alignment)
+                norms = _norms_of(grads, weights_)
+            else:
+                norms = None
+            aligned = _alignment_items(model, captured[-1], losses, spec.alignment_samples) if spec.alignment else []
+    finally:
+        if hook is not None:
+            hook.remove()
     reps = _select(features, spec.point, layer_indices(spec.layers, len(features)))
     items += layer_metrics(reps, spec.metrics, **opts)
     items.append((None, "loss", loss.detach().to(torch.float64)))
     if norms is not None:
         items.extend((k, "grad_norm", norm) for k, norm in enumerate(norms))
+    items += aligned
     if weights and spec.weight_metrics:
         entries = [(k, weight_matrix(m.weight)[None]) for k, m in enumerate(model.weight_layers())]
         items += stacked_items(entries, spec.weight_metrics, prefix="weight_", **opts)[0]

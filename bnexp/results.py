@@ -5,9 +5,11 @@ config minus output paths, runtime switches and Hydra's own settings. It holds
 
 * ``config.yaml`` — the resolved config,
 * ``metrics.csv`` — long format, columns ``seed, step, layer, metric, value``; ``step`` is the epoch for
-  training, the layer index ℓ for depth profiles of a chain, 0 at initialisation; ``layer`` is empty for
+  training (the iteration with ``optim.log_every``; run.json ``step_unit``), the layer index ℓ for depth
+  profiles of a chain, 0 at initialisation; ``layer`` is empty for
   whole-network metrics. Rows are appended as they are produced, so a run that dies leaves a readable prefix.
 * ``run.json`` — status (running/done/failed), start/end, wall time, device, versions, git commit, pid, host.
+* ``checkpoint.pt`` — only while a training run is unfinished (``bnexp.checkpoint``): rerunning resumes from it.
 
 Figures read runs only through :func:`load` (and :func:`load_runs`), which join the long rows with the
 flattened config (``chain.width``, ``model.depth``, ...).
@@ -36,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 import bnexp
 
 COLUMNS = ("seed", "step", "layer", "metric", "value")
+CHECKPOINT = "checkpoint.pt"  # a training engine's resumable state in a run directory (bnexp.checkpoint)
 # Sections of a config that do not change what a run computes: excluded from its key.
 KEY_EXCLUDED = ("paths", "runtime", "hydra")
 # Keys of the data section that say where inputs are read from, not what they are: excluded from the key too.
@@ -138,22 +141,29 @@ class RunWriter:
     (and re-raises). Rows already appended stay on disk either way.
     """
 
-    def __init__(self, directory: Path, cfg: DictConfig, *, device: str = "cpu"):
+    def __init__(self, directory: Path, cfg: DictConfig, *, device: str = "cpu", resume: bool = False):
         self.directory = Path(directory)
         self.cfg = cfg
         self.device = device
+        self.resume = resume  # keep metrics.csv as it is: the engine resumes from a checkpoint and truncates it
         self._file = None
         self._csv = None
         self._start = 0.0
+        self.header_bytes = 0
         self.info: dict[str, Any] = {}
 
     def __enter__(self) -> RunWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "config.yaml").write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
-        self._file = open(self.directory / "metrics.csv", "w", newline="")  # closed in __exit__
+        # append mode: writes always land at the end, also after truncate(); closed in __exit__
+        self._file = open(self.directory / "metrics.csv", "a", newline="")
         self._csv = csv.writer(self._file)
-        self._csv.writerow(COLUMNS)
+        if not self.resume:
+            self._file.truncate(0)
+        if self.tell() == 0:
+            self._csv.writerow(COLUMNS)
         self._file.flush()
+        self.header_bytes = len((",".join(COLUMNS) + "\r\n").encode())
         self._start = time.time()
         self.info = {
             "status": "running", "exp": str(self.cfg.exp_name), "key": self.directory.name,
@@ -168,6 +178,18 @@ class RunWriter:
         """Append rows ``(seed, step, layer, metric, value)`` and flush them to disk."""
         self._csv.writerows([_fmt(x) for x in row] for row in rows)
         self._file.flush()
+
+    def tell(self) -> int:
+        """Bytes of ``metrics.csv`` written so far (flushed): where a checkpoint says to truncate on resume."""
+        self._file.flush()
+        return os.fstat(self._file.fileno()).st_size
+
+    def truncate(self, size: int) -> None:
+        """Cut ``metrics.csv`` back to ``size`` bytes (the rows up to a checkpoint; at least the header).
+        Raises ValueError if the file is shorter than that (it is not the file the checkpoint saw)."""
+        if not self.header_bytes <= size <= self.tell():
+            raise ValueError(f"metrics.csv has {self.tell()} bytes; cannot truncate it to {size}")
+        self._file.truncate(size)
 
     def note(self, **fields: Any) -> None:
         """Record extra facts about the run in ``run.json`` (e.g. the learning rate a grid search chose)."""
@@ -196,7 +218,10 @@ def execute(cfg: DictConfig, engine: Callable[[DictConfig, RunWriter], None], *,
     """Run ``engine(cfg, writer)`` in the run directory of ``cfg`` unless that run is already done.
 
     Returns ``(directory, outcome)`` with outcome ``"skipped"`` (done before, or running in a live
-    process) or ``"done"``. A run left ``running`` by a dead process, or ``failed``, is rerun from scratch.
+    process) or ``"done"``. A run left ``running`` by a dead process, or ``failed``, is rerun from scratch —
+    unless its directory holds a training checkpoint (``CHECKPOINT``): then the writer keeps ``metrics.csv``
+    (``RunWriter.resume``) and the engine resumes from the checkpoint, truncating the rows written after it.
+    ``force`` always starts from scratch.
     """
     directory = run_dir(cfg)
     info = read_status(directory)
@@ -205,7 +230,8 @@ def execute(cfg: DictConfig, engine: Callable[[DictConfig, RunWriter], None], *,
             return directory, "skipped"
         if info.get("status") == "running" and _process_alive(info) and info.get("pid") != os.getpid():
             return directory, "skipped"
-    with RunWriter(directory, cfg, device=device) as writer:
+    resume = bool(info) and not force and (directory / CHECKPOINT).exists() and (directory / "metrics.csv").exists()
+    with RunWriter(directory, cfg, device=device, resume=resume) as writer:
         engine(cfg, writer)
     return directory, "done"
 

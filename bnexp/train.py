@@ -1,4 +1,9 @@
-"""The network engine: ``run(cfg, writer)`` measures a network at initialisation or trains it with SGD.
+"""The network engine: ``run(cfg, writer)`` measures a network at initialisation or trains it.
+
+Modules with one job each: this one validates the config, builds models (``make_model``) and runs the
+init-time probe; :mod:`bnexp.fit` runs training (replicates × learning-rate grid, checkpoints, resume);
+:mod:`bnexp.trainer` is the loop of one training run (log points, devices, precision); :mod:`bnexp.optim`
+holds the optimisers, schedules and minibatch sampling; :mod:`bnexp.probe` the measurements.
 
 For each replicate r (seed = cfg.seed + r) it builds the data and the model and writes long rows
 ``(seed, step, layer, metric, value)``:
@@ -10,17 +15,26 @@ For each replicate r (seed = cfg.seed + r) it builds the data and the model and 
   ``model.weight_layers()`` (layer = k; MLP: k = 0 is fc_0, the input projection, and k = depth the
   readout; ResidualMLP: k = 0 is the input projection, block ℓ is k = ℓ + 1), and ``loss`` (layer empty);
   with ``probe.input`` the probe metrics of the flattened input batch (layer = −1), with
-  ``probe.weight_metrics`` the metrics ``weight_<metric>`` of every weight matrix W_k (layer = k). With
-  ``probe.batches = K`` the same network is measured on K probe batches (consecutive chunks of
-  ``data.batch_size`` training samples), written as step = b for batch b = 0 … K−1 (weight metrics at
-  step 0 only: the network is the same).
-* ``optim.epochs > 0`` — the same probe at step 0 and after every epoch (BN running statistics restored
-  after each probe, so measuring never changes training), plus ``train_loss``, ``train_acc``, ``test_loss``
-  and ``test_acc`` (layer empty). Step e ≥ 1: ``train_*`` are running means over epoch e's minibatches in
-  train mode (weighted by batch size, weights changing); ``test_*`` are eval-mode passes over the test set.
-  Step 0: both come from eval-mode passes over the full sets before training (as the depth paper's code).
-  Eval passes run in chunks of ``data.batch_size`` (norms without running statistics — bn_theory,
-  bn_center — normalise with each chunk's statistics, as in training).
+  ``probe.weight_metrics`` the metrics ``weight_<metric>`` of every weight matrix W_k (layer = k), with
+  ``probe.alignment`` the directional gradient alignment ``grad_alignment`` and ``grad_cosine_full`` (layer
+  empty; see :mod:`bnexp.probe`). With ``probe.batches = K`` the same network is measured on K probe batches
+  (consecutive chunks of ``data.batch_size`` training samples), written as step = b for batch b = 0 … K−1
+  (weight metrics at step 0 only: the network is the same).
+* ``optim.epochs > 0`` — training with ``optim.name`` (sgd | adam) and ``optim.schedule`` (constant | cosine |
+  step, stepped every iteration) on minibatches drawn by ``data.sampling`` (shuffle | replacement). The same
+  probe runs at step 0 and at every log point (BN running statistics restored after each probe, so measuring
+  never changes training), plus ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc`` (layer empty).
+  Log points: ``optim.log_every = null`` → after every epoch, step = epoch; ``optim.log_every = k`` → every
+  k optimiser steps and after the last, step = iteration (run.json notes ``step_unit``). ``train_*`` are
+  running means over the minibatches since the previous log point (train mode, weights changing, weighted by
+  batch size); ``test_*`` are eval-mode passes over the test set. Step 0: both come from eval-mode passes over
+  the full sets before training (as the depth paper's code). Eval passes run in chunks of
+  ``data.batch_size`` (norms without running statistics — bn_theory, bn_center — normalise with each chunk's
+  statistics, as in training). With ``optim.lr_grid`` every replicate is trained at each learning rate from
+  the same initial weights and only the run with the lowest final training loss is written, with rows ``lr``,
+  ``grid_lr`` and ``grid_train_loss`` (:mod:`bnexp.fit`). A run directory gets ``checkpoint.pt`` every
+  ``runtime.checkpoint_every`` epochs; rerunning a killed run resumes from it and ends with the same
+  metrics.csv as an uninterrupted run.
 
 Seeds in one pass: at ``optim.epochs = 0`` the replicates are measured together (``runtime.batch_seeds``:
 ``auto`` for n_seeds ≥ 2, ``true``, ``false``): every seed's model is built exactly as in the per-seed loop,
@@ -28,45 +42,40 @@ then all are stacked and probed in one vmapped forward and one backward (``bnexp
 many seeds as ``batched.seeds_per_pass`` allows; the rows are the loop's (same order) and the numbers agree
 up to float rounding. The weights of a pass are initialised on worker threads (one per core, each
 replicate with its own generator, so the draws are those of the loop). ``auto`` falls back to the loop when
-vmap cannot run the model, and notes ``seed_batching`` in ``run.json``. Training (epochs > 0) always runs
-one replicate at a time.
+vmap cannot run the model (or ``probe.alignment`` is on), and notes ``seed_batching`` in ``run.json``.
+Training (epochs > 0) always runs one replicate at a time.
 
-Numerics and devices: the model and inputs are in ``cfg.dtype`` (float64 for init-time runs), metrics and
-gradient norms are float64. Weights are drawn on the CPU from a generator seeded with the replicate's seed
-(biases and data from independent streams of it, ``data.derive_seed``) and then moved to
-``runtime.device``, so a seed gives the same network on every device. Everything per epoch stays on the
-device until one transfer for logging.
+Numerics and devices: the model and inputs are in ``cfg.dtype`` (float64 for init-time runs, float32 for
+training experiments), metrics and gradient norms are float64. Weights are drawn on the CPU from a generator
+seeded with the replicate's seed (biases and data from independent streams of it, ``data.derive_seed``) and
+then moved to ``runtime.device`` (``auto``: CUDA when available), so a seed gives the same network on every
+device. The dataset lives on the device; on CUDA convnets use channels_last, and ``runtime.amp`` (``auto``:
+bf16 on CUDA) runs the training forward pass under bf16 autocast with every norm in float32
+(:func:`bnexp.trainer.precision_plan`). Nothing in the step loop waits for the device: one transfer per log
+point. CPU runs are reproducible: the same config gives the same metrics.csv byte for byte.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bnexp import batched, data, metrics, runtime
+from bnexp import batched, data, fit, metrics, runtime
 from bnexp.errors import ConfigError, check_int, check_number, choose
 from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, init_weights
+from bnexp.optim import OPTIMIZERS, OptimSpec
 from bnexp.probe import ProbeSpec, probe, values_to_rows
 from bnexp.runtime import DTYPES, check_threads, resolve_device
+from bnexp.trainer import check_amp, evaluate, is_conv, precision_plan, train_seed
 
-__all__ = ["OPTIMIZERS", "choose_threads", "evaluate", "make_model", "run",
-           "train_epoch", "validate"]
+__all__ = ["OPTIMIZERS", "choose_threads", "evaluate", "make_model", "run", "validate"]
 
 SMALL_WIDTH = 256  # runtime.threads=auto: one BLAS thread up to this width (small per-op work)
-
-
-def _sgd(cfg: DictConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-# Config ``optim.name`` → ``make(optim_cfg, parameters)``.
-OPTIMIZERS: dict[str, Callable[[DictConfig, Iterable[nn.Parameter]], torch.optim.Optimizer]] = {"sgd": _sgd}
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -95,14 +104,27 @@ def validate(cfg: DictConfig) -> None:
     check_number("init.gain", cfg.init.get("gain", 1.0), 0.0, open_lo=True)
     data.validate(cfg.data)
     spec = ProbeSpec.from_cfg(cfg.probe, depth)
-    choose("optim.name", cfg.optim.get("name"), OPTIMIZERS)
-    epochs = check_int("optim.epochs", cfg.optim.get("epochs"), 0)
-    check_number("optim.lr", cfg.optim.get("lr"), 0.0, open_lo=True)
-    check_number("optim.momentum", cfg.optim.get("momentum"), 0.0)
-    check_number("optim.weight_decay", cfg.optim.get("weight_decay"), 0.0)
+    optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
+    epochs = optim.epochs
     choose("dtype", cfg.get("dtype"), DTYPES)
     runtime.validate(cfg, "train")
-    batched.check_batch_seeds((cfg.get("runtime") or {}).get("batch_seeds", "auto"))
+    section = cfg.get("runtime") or {}
+    setting = batched.check_batch_seeds(section.get("batch_seeds", "auto"))
+    if setting is True and spec.alignment and epochs == 0:
+        raise ConfigError("runtime.batch_seeds", True, "false or auto with probe.alignment=true (the alignment "
+                          "probe runs one seed at a time)")
+    device = resolve_device(section.get("device", "auto"), "train")
+    precision_plan(device.type, DTYPES[cfg.dtype], check_amp(section.get("amp", "auto")), conv=False)
+    check_int("runtime.checkpoint_every", section.get("checkpoint_every", 1), 1)
+    if not isinstance(section.get("keep_checkpoint", False), bool):
+        raise ConfigError("runtime.keep_checkpoint", section.get("keep_checkpoint"), (True, False))
+    if cfg.get("pretrain") is not None:
+        from bnexp import pretrain
+
+        pretrain.validate(cfg.pretrain)
+        if setting is True and _pretrainer(cfg) is not None and epochs == 0:
+            raise ConfigError("runtime.batch_seeds", True, "false or auto with pre-training (each seed is "
+                              "pre-trained on its own)")
     if spec.batches > 1:
         if epochs > 0:
             raise ConfigError("probe.batches", spec.batches, "1 when optim.epochs > 0 (steps are epochs); "
@@ -119,7 +141,7 @@ def validate(cfg: DictConfig) -> None:
                           f"model.width = {width} (n <= d), else it is identically +inf")
     n_train = cfg.data.get("n_train")
     if (epochs > 0 and cfg.norm.name != "none" and not cfg.data.get("drop_last", False)
-            and n_train is not None and n_train % batch == 1):
+            and optim.sampling == "shuffle" and n_train is not None and n_train % batch == 1):
         raise ConfigError("data.drop_last", False, "data.n_train % data.batch_size == 1 leaves a last "
                           "minibatch of one sample, which batch norm cannot normalise; set it true")
 
@@ -174,49 +196,6 @@ def make_models(cfg: DictConfig, d_in: int, n_classes: int, seeds: Sequence[int]
     return [model.to(device) for model, _ in jobs]
 
 
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> tuple[Tensor, Tensor]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``(x, y)`` in eval mode, in chunks of ``batch_size``.
-
-    Returns 0-d float64 tensors on the device (no host sync); the model's mode is restored.
-    """
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.float64, device=x.device)
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            logits = model(x[start : start + batch_size])
-            yb = y[start : start + batch_size]
-            loss_sum += F.cross_entropy(logits, yb, reduction="sum").to(torch.float64)
-            correct += (logits.argmax(1) == yb).sum()
-    model.train(was_training)
-    return loss_sum / len(x), correct / len(x)
-
-
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, batch_size: int,
-                generator: torch.Generator, *, drop_last: bool = False) -> tuple[Tensor, Tensor]:
-    """One epoch of minibatch steps on the mean cross-entropy over a fresh permutation from ``generator``.
-
-    Returns (running mean loss, running accuracy) over the epoch's minibatches, weighted by batch size,
-    as 0-d float64 device tensors (no host sync inside the loop).
-    """
-    model.train()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.float64, device=x.device)
-    seen = 0
-    for idx in data.minibatches(len(x), batch_size, generator, x.device, drop_last=drop_last):
-        xb, yb = x[idx], y[idx]
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach().to(torch.float64) * len(idx)
-        correct += (logits.detach().argmax(1) == yb).sum()
-        seen += len(idx)
-    return loss_sum / seen, correct / seen
-
-
 # ------------------------------------------------------------------------------------------------ engine
 
 
@@ -235,41 +214,35 @@ def _probe_batches(cfg: DictConfig, x_train: Tensor, y_train: Tensor, count: int
     return probes
 
 
-def _run_replicate(cfg: DictConfig, seed: int, device: torch.device, dtype: torch.dtype, spec: ProbeSpec,
-                   writer, bar: tqdm) -> None:
-    x_train, y_train, x_test, y_test = data.make_dataset(cfg.data, seed, device, dtype)
-    model = make_model(cfg, x_train[0].numel(), int(cfg.data.n_classes), seed, device, dtype)
-    probes = _probe_batches(cfg, x_train, y_train, spec.batches)
-    x_probe, y_probe = probes[0]
-    batch, epochs = int(cfg.data.batch_size), int(cfg.optim.epochs)
+def _pretrainer(cfg: DictConfig) -> Callable[[nn.Module, Tensor, Tensor, int], dict] | None:
+    """``bnexp.pretrain.pretrain`` bound to ``cfg.pretrain``, or None when the config has no pre-training
+    (no ``pretrain`` node, or ``name: none``). Imported only when used."""
+    node = cfg.get("pretrain")
+    if node is None or node.get("name", "none") == "none":
+        return None
+    from bnexp import pretrain
 
+    return lambda model, x, y, seed: pretrain.pretrain(model, x, y, node, seed)
+
+
+def _measure_replicate(cfg: DictConfig, seed: int, device: torch.device, dtype: torch.dtype, spec: ProbeSpec,
+                       writer, bar: tqdm) -> None:
+    """optim.epochs = 0, one seed: the probe of the initialised network on each probe batch."""
+    x_train, y_train, *_ = data.make_dataset(cfg.data, seed, device, dtype)
+    model = make_model(cfg, x_train[0].numel(), int(cfg.data.n_classes), seed, device, dtype)
+    prepare = _pretrainer(cfg)
+    if prepare is not None:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(train_seed(seed) + 1)
+            stats = prepare(model, x_train, y_train, seed)
+        done = dict(getattr(writer, "info", {}).get("pretrain") or {})
+        writer.note(pretrain={**done, str(seed): stats})
+    probes = _probe_batches(cfg, x_train, y_train, spec.batches)
     model.train()  # probes use batch statistics, as in every paper
-    items = probe(model, x_probe, y_probe, spec)
-    if epochs > 0:
-        for prefix, xs, ys in (("train", x_train, y_train), ("test", x_test, y_test)):
-            loss, acc = evaluate(model, xs, ys, batch)
-            items += [(None, f"{prefix}_loss", loss), (None, f"{prefix}_acc", acc)]
-    writer.append(values_to_rows(items, seed, 0))
-    for b in range(1, len(probes)):  # probe.batches > 1 (epochs = 0 only): step = batch index
+    writer.append(values_to_rows(probe(model, *probes[0], spec), seed, 0))
+    for b in range(1, len(probes)):  # probe.batches > 1: step = batch index
         writer.append(values_to_rows(probe(model, *probes[b], spec, weights=False), seed, b))
     bar.update()
-    if epochs == 0:
-        return
-
-    optimizer = OPTIMIZERS[cfg.optim.name](cfg.optim, model.parameters())
-    shuffle = torch.Generator().manual_seed(data.derive_seed(seed, "shuffle"))
-    for epoch in range(1, epochs + 1):
-        train_loss, train_acc = train_epoch(model, optimizer, x_train, y_train, batch, shuffle,
-                                            drop_last=bool(cfg.data.get("drop_last", False)))
-        test_loss, test_acc = evaluate(model, x_test, y_test, batch)
-        items = [(None, "train_loss", train_loss), (None, "train_acc", train_acc),
-                 (None, "test_loss", test_loss), (None, "test_acc", test_acc)]
-        items += probe(model, x_probe, y_probe, spec)  # train mode; buffers restored
-        rows = values_to_rows(items, seed, epoch)  # the epoch's one host sync
-        writer.append(rows)
-        logged = {name: value for _, _, layer, name, value in rows if layer is None}
-        bar.set_postfix(seed=seed, train_loss=f"{logged['train_loss']:.4g}", test_acc=f"{logged['test_acc']:.3f}")
-        bar.update()
 
 
 def _run_batched(cfg: DictConfig, seeds: list[int], device: torch.device, dtype: torch.dtype, spec: ProbeSpec,
@@ -341,28 +314,43 @@ def _run_batched(cfg: DictConfig, seeds: list[int], device: torch.device, dtype:
 
 def run(cfg: DictConfig, writer) -> None:
     """Validate ``cfg``, then measure (``optim.epochs = 0``) or train every replicate, appending rows to
-    ``writer`` (a :class:`bnexp.results.RunWriter` or anything with ``append(rows)`` and ``note(**kw)``).
+    ``writer`` (a :class:`bnexp.results.RunWriter` or anything with ``append(rows)`` and ``note(**kw)``; a
+    writer with a ``directory`` also gets checkpoints, and resumes from one when its ``resume`` is set).
 
     At epochs = 0 with ``runtime.batch_seeds`` (``auto``: n_seeds ≥ 2) the seeds are probed together in vmapped
     passes (``_run_batched``); otherwise, or when vmap cannot run the model under ``auto``, one at a time.
+    Training (epochs > 0) is :func:`bnexp.fit.train_all`.
     """
     validate(cfg)
     device = resolve_device(cfg.runtime.device, "train")
     dtype = DTYPES[cfg.dtype]
     spec = ProbeSpec.from_cfg(cfg.probe, cfg.model.depth)
+    optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
     previous = torch.get_num_threads()
     setting = batched.check_batch_seeds(cfg.runtime.get("batch_seeds", "auto"))
     seeds = [int(cfg.seed) + r for r in range(int(cfg.n_seeds))]
-    together = int(cfg.optim.epochs) == 0 and (setting is True or (setting == "auto" and len(seeds) > 1))
-    total = cfg.n_seeds * (cfg.optim.epochs + 1)
+    together = (optim.epochs == 0 and not spec.alignment and _pretrainer(cfg) is None
+                and (setting is True or (setting == "auto" and len(seeds) > 1)))
     try:
-        with tqdm(total=total, desc=str(cfg.exp_name), disable=not cfg.runtime.progress, leave=False) as bar:
+        if optim.epochs > 0:
+            threads = choose_threads(cfg.runtime.threads, cfg.model.width) or previous
+            writer.note(device=str(device), dtype=str(cfg.dtype), threads=threads)
+            torch.set_num_threads(threads)
+            amp = check_amp(cfg.runtime.get("amp", "auto"))
+            n_classes = int(cfg.data.n_classes)
+            fit.train_all(
+                cfg, writer, seeds=seeds, device=device, dtype=dtype, spec=spec, optim=optim,
+                precision_of=lambda model: precision_plan(device.type, dtype, amp, is_conv(model)),
+                build=lambda seed, d_in: make_model(cfg, d_in, n_classes, seed, device, dtype),
+                probe_batch=lambda x, y: _probe_batches(cfg, x, y, 1)[0], prepare=_pretrainer(cfg))
+            return
+        with tqdm(total=len(seeds), desc=str(cfg.exp_name), disable=not cfg.runtime.progress, leave=False) as bar:
             if together and _run_batched(cfg, seeds, device, dtype, spec, writer, bar, previous, setting is True):
                 return
             threads = choose_threads(cfg.runtime.threads, cfg.model.width) or previous
             writer.note(device=str(device), dtype=str(cfg.dtype), threads=threads)
             torch.set_num_threads(threads)
             for seed in seeds:
-                _run_replicate(cfg, seed, device, dtype, spec, writer, bar)
+                _measure_replicate(cfg, seed, device, dtype, spec, writer, bar)
     finally:
         torch.set_num_threads(previous)

@@ -274,7 +274,7 @@ def test_threads_setting():
         ("norm.name=bn_foo", "norm.name", "bn_torch"),
         ("act.name=gelu", "act.name", "relu"),
         ("init.name=kaiming", "init.name", "torch_default"),
-        ("model.name=vgg", "model.name", "mlp"),
+        ("model.name=alexnet", "model.name", "mlp"),
         ("data.name=imagenet", "data.name", "gaussian"),
     ],
 )

@@ -1,0 +1,192 @@
+"""Training runs of ``bnexp train`` (``optim.epochs > 0``): replicates, the learning-rate grid, checkpoints, resume.
+
+For each replicate r (seed = cfg.seed + r) and each learning rate — ``optim.lr``, or every point of
+``optim.lr_grid`` — a :class:`bnexp.trainer.Trainer` trains a freshly built model (the same initial weights
+and minibatch order for every learning rate: they depend on the seed only) and emits its rows.
+
+Learning-rate grid search (``optim.lr_grid: [lr_1, …, lr_G]``; the rank paper's "grid-searched learning
+rate", spec §5 item 7): each replicate trains the full run at every grid point and keeps the one with the
+lowest *final training loss* (``train_loss`` of the last log point; nan counts as +inf, ties go to the
+earlier point). metrics.csv gets, per seed, only the chosen run's rows — the schema stays
+``seed, step, layer, metric, value`` — plus
+
+* ``lr`` at step 0, layer empty: the chosen learning rate;
+* ``grid_lr`` and ``grid_train_loss`` at the last step, layer = g (the grid index 0 … G−1): every grid
+  point's learning rate and final training loss, so the choice can be checked from the CSV alone.
+
+``run.json`` notes ``lr_search = {seed: {grid, final_train_loss, chosen_lr, chosen_index}}``. The rows of a
+grid point are held in memory until the replicate's grid is done (they are part of a checkpoint); progress
+bars count each (replicate, grid point) once.
+
+Pre-training (``cfg.pretrain``, :mod:`bnexp.pretrain`; absent or ``name: none`` = none): ``prepare(model,
+x_train, y_train, seed)`` runs once per replicate on the freshly initialised model, before step 0 is
+measured, with torch's global generator forked and seeded from the replicate (:func:`bnexp.trainer.train_seed`
++ 1) so that it never shifts the training stream; every grid point starts from that pre-trained state.
+run.json notes its statistics as ``pretrain = {seed: stats}``.
+
+Checkpoints (``runtime.checkpoint_every``: every k epochs, and after the last epoch of each (replicate, grid
+point)): ``checkpoint.pt`` in the run directory (``bnexp.checkpoint``) with the trainer's state, the position
+(replicate, grid point), the held rows and the size of metrics.csv. ``results.execute`` reopens an unfinished
+run that has one without clearing metrics.csv; :func:`train_all` then truncates the file to that size and
+continues, so a killed run ends with the same metrics.csv as an uninterrupted one (on the CPU, byte for byte).
+A checkpoint made on another device type or precision, or one that does not match the file, is ignored (the
+run starts over; run.json notes why). The checkpoint is deleted when the run finishes, unless
+``runtime.keep_checkpoint``. Writers without a ``directory`` (tests' in-memory writers) take no checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from bnexp import checkpoint, data
+from bnexp.optim import OptimSpec
+from bnexp.probe import ProbeSpec
+from bnexp.trainer import Precision, Trainer, rng_state, set_rng_state, train_seed
+
+__all__ = ["choose_lr", "train_all"]
+
+Row = tuple[int, int, "int | None", str, float]
+
+
+def choose_lr(final_losses: list[float | None]) -> int:
+    """Index of the lowest final training loss (nan/None count as +inf; the first on ties)."""
+    def key(g: int) -> float:
+        value = final_losses[g]
+        return math.inf if value is None or math.isnan(value) else value
+    return min(range(len(final_losses)), key=key)
+
+
+def _resume_state(writer, cfg: DictConfig, device: torch.device, precision: Precision) -> dict | None:
+    """The checkpoint to continue from (metrics.csv truncated to it), or None: start over (file cleared)."""
+    from bnexp.results import run_key
+
+    path = checkpoint.path_in(writer.directory)
+    if not getattr(writer, "resume", False):
+        checkpoint.remove(path)  # a stale checkpoint of an earlier attempt (e.g. a forced rerun)
+        return None
+    state = checkpoint.load(path)
+    why = None
+    if state is None:
+        why = "no readable checkpoint"
+    elif state.get("key") != run_key(cfg):
+        why = "checkpoint of another config"
+    elif state.get("device") != device.type or state.get("precision") != precision.describe():
+        why = f"checkpoint made on {state.get('device')} with {state.get('precision')}"
+    else:
+        try:
+            writer.truncate(int(state["csv_bytes"]))
+        except ValueError as err:
+            why = str(err)
+    if why is not None:
+        writer.truncate(writer.header_bytes)
+        checkpoint.remove(path)
+        writer.note(resumed=f"no: {why}; started over")
+        return None
+    writer.note(resumed=f"from replicate {state['replicate']}, grid point {state['grid_index']}, "
+                        f"epoch {state['trainer']['epoch']}")
+    return state
+
+
+def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device, dtype: torch.dtype,
+              spec: ProbeSpec, optim: OptimSpec, precision_of: Callable[[nn.Module], Precision],
+              build: Callable[[int, int], nn.Module],
+              probe_batch: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+              prepare: Callable[[nn.Module, Tensor, Tensor, int], dict] | None = None) -> None:
+    """Train every replicate (and grid point) of ``cfg``, appending rows to ``writer`` (module docstring).
+
+    ``build(seed, d_in)`` makes the replicate's model on the device, ``precision_of(model)`` its precision plan,
+    ``probe_batch(x_train, y_train)`` the fixed probe batch, ``prepare`` (optional) pre-trains a fresh model.
+    """
+    from bnexp.results import run_key
+
+    runtime_cfg = cfg.get("runtime") or {}
+    every = int(runtime_cfg.get("checkpoint_every", 1))
+    keep = bool(runtime_cfg.get("keep_checkpoint", False))
+    directory = getattr(writer, "directory", None)
+    path = checkpoint.path_in(directory) if directory is not None else None
+    grid, searching = optim.lrs, optim.lr_grid is not None
+    batch, drop_last = int(cfg.data.batch_size), bool(cfg.data.get("drop_last", False))
+
+    first = data.make_dataset(cfg.data, seeds[0], device, dtype)
+    d_in, n_train = first[0][0].numel(), len(first[0])
+    last_step = optim.epochs if optim.log_every is None else optim.epochs * optim.steps(n_train, batch, drop_last)
+    precision = precision_of(build(seeds[0], d_in))  # depends on the model class and device only
+    writer.note(precision=precision.describe(), step_unit="epoch" if optim.log_every is None else "iteration")
+    state = _resume_state(writer, cfg, device, precision) if path is not None else None
+    notes: dict[str, dict] = {k: dict(v) for k, v in state["notes"].items()} if state is not None else {}
+    if notes:
+        writer.note(**notes)
+
+    for r, seed in enumerate(seeds):
+        if state is not None and r < state["replicate"]:
+            continue
+        split = first if r == 0 else data.make_dataset(cfg.data, seed, device, dtype)
+        first = None
+        probe_xy = probe_batch(split[0], split[1])
+        resumed = state if state is not None and state["replicate"] == r else None
+        held: list[list[Row]] = resumed["held"] if resumed else [[] for _ in grid]
+        finals: list[float | None] = list(resumed["finals"]) if resumed else [None] * len(grid)
+        initial: dict[str, Tensor] = {}  # the replicate's pre-trained state, shared by its grid points
+        for g in range(resumed["grid_index"] if resumed else 0, len(grid)):
+            is_resumed = resumed is not None and g == resumed["grid_index"]
+            model = build(seed, d_in)
+            if prepare is not None and not is_resumed:  # a resumed model comes from the checkpoint
+                if not initial:
+                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                        torch.manual_seed(train_seed(seed) + 1)
+                        stats = prepare(model, split[0], split[1], seed)
+                    initial.update({k: v.detach().clone() for k, v in model.state_dict().items()})
+                    notes.setdefault("pretrain", {})[str(seed)] = stats
+                    writer.note(pretrain=notes["pretrain"])
+                else:
+                    model.load_state_dict(initial)
+            trainer = Trainer(model, split, probe_xy, seed=seed, lr=grid[g], optim=optim, spec=spec,
+                              batch_size=batch, drop_last=drop_last, precision=precision)
+
+            def emit(rows: list[Row], g: int = g, held: list[list[Row]] = held) -> None:
+                if searching:
+                    held[g].extend(rows)
+                else:
+                    writer.append(rows)
+
+            def on_epoch_end(t: Trainer, r: int = r, g: int = g, held: list[list[Row]] = held,
+                             finals: list[float | None] = finals) -> None:
+                if path is None or not (t.epoch % every == 0 or t.epoch == optim.epochs):
+                    return
+                checkpoint.save(path, {
+                    "key": run_key(cfg), "device": device.type, "precision": precision.describe(),
+                    "replicate": r, "grid_index": g, "held": held, "finals": finals, "notes": notes,
+                    "trainer": t.state_dict(), "rng": rng_state(device), "csv_bytes": writer.tell(),
+                })
+
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                torch.manual_seed(train_seed(seed))
+                if is_resumed:
+                    trainer.load_state_dict(resumed["trainer"])
+                    set_rng_state(resumed["rng"], device)
+                else:
+                    emit(trainer.initial_rows())
+                desc = f"{cfg.exp_name} seed={seed}" + (f" lr={grid[g]:g}" if searching else "")
+                with tqdm(total=trainer.total_steps, initial=trainer.iteration, desc=desc, unit="step",
+                          disable=not runtime_cfg.get("progress", True), leave=False) as bar:
+                    trainer.fit(emit, on_epoch_end, bar)
+            finals[g] = trainer.last_train_loss
+        state = None
+        if searching:
+            best = choose_lr(finals)
+            extra = [(seed, 0, None, "lr", float(grid[best]))]
+            for g, lr in enumerate(grid):
+                loss = finals[g] if finals[g] is not None else math.nan
+                extra += [(seed, last_step, g, "grid_lr", float(lr)), (seed, last_step, g, "grid_train_loss", loss)]
+            writer.append(extra[:1] + held[best] + extra[1:])
+            notes.setdefault("lr_search", {})[str(seed)] = {
+                "grid": list(grid), "final_train_loss": finals, "chosen_lr": grid[best], "chosen_index": best}
+            writer.note(lr_search=notes["lr_search"])
+    if path is not None and not keep:
+        checkpoint.remove(path)
