@@ -171,7 +171,7 @@ def register(*figures: Figure) -> None:
 
 def _load_modules() -> None:
     # Imported for their side effect of registering figures; one module per paper.
-    from bnexp.figures import depth, depth_inputs, markov, ortho, ortho_nets, rank  # noqa: F401
+    from bnexp.figures import depth, depth_inputs, markov, ortho, ortho_nets, rank, rank_train  # noqa: F401
 
 
 def all_figures() -> list[Figure]:

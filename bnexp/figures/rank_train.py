@@ -1,0 +1,628 @@
+"""Training figures of the rank-collapse papers (Daneshmand et al., NeurIPS 2020 and its long version):
+rank/fig1, fig4, fig5, fig6, fig7, fig10, fig11, fig12, fig13, and their markov aliases (fig5–fig8, fig11).
+
+Every figure trains networks with ``bnexp train`` (``optim.epochs > 0``) and reads the per-log-point rows of
+``metrics.csv``: ``train_loss``/``train_acc`` (running means since the previous log point), ``test_loss``/``test_acc``
+(eval mode), and the probe metrics of a fixed probe batch (rank of the last hidden layer, r(H) of chosen layers,
+the gradient alignment). Scales:
+
+* ``paper``: the paper's setup as far as it is stated, the rank_markov spec's decision where it is not (each
+  caption lists them). Needs the real datasets (Fashion-MNIST, CIFAR-10) and, for VGG19/ResNet-50, a GPU.
+* ``quick``: a CPU in minutes. The Fashion-MNIST figures (fig1, fig6, fig12) train on a subsample of the real
+  Fashion-MNIST (offline from Debian's dataset-fashion-mnist); the CIFAR figures on synthetic class-prototype
+  images (``data=prototypes``), with the mini VGG/ResNet of the spec's quick setups. Captions say so.
+* ``smoke``: seconds, synthetic data only, for the tests; the claims are the quick ones.
+
+Claims compare numbers from our runs with the papers' qualitative statements under explicit thresholds (the
+spec's quick-scale assertions).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from bnexp import plotting
+from bnexp.figures import Claim, Figure, RunGrid, register
+from bnexp.figures.common import pick
+
+BLUE, ORANGE, GREEN, RED, PURPLE = "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"
+
+# Synthetic stand-ins (quick/smoke of the CIFAR figures, smoke of the Fashion-MNIST ones).
+GREY_PROTO = {"data": "prototypes", "data.shape": [1, 14, 14]}
+COLOUR_PROTO = {"data": "prototypes", "data.shape": [3, 16, 16]}
+# Real Fashion-MNIST, subsampled (quick of fig1, fig6, fig12).
+FMNIST_SUB = {"data": "fashion_mnist", "data.normalize": "none"}
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def last_layer(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of each run's deepest measured layer (``probe.layers: last`` writes only that one)."""
+    deepest = df.groupby("run")["layer"].transform("max")
+    return df[df["layer"] == deepest]
+
+
+def at_step(df: pd.DataFrame, which: str = "last") -> pd.DataFrame:
+    """Rows at each run's first (``first``) or last (``last``) logged step."""
+    steps = df.groupby("run")["step"].transform("min" if which == "first" else "max")
+    return df[df["step"] == steps]
+
+
+def mean_of(df: pd.DataFrame) -> float:
+    """Mean over seeds of per-seed values (``nan`` when empty)."""
+    if df.empty:
+        return math.nan
+    return float(df.groupby("seed")["value"].mean().mean())
+
+
+def rank_bound_R(df: pd.DataFrame) -> pd.DataFrame:
+    """The rank paper's Fig 6 "lower bound on rank": R = 1 / mean_{k∈K} (1 / r(H_k)) per (run, seed, step),
+    from the ``rank_lower_bound`` rows of the probed layers K."""
+    sub = pick(df, "rank_lower_bound").copy()
+    sub["inv"] = 1.0 / sub["value"]
+    out = sub.groupby(["run", "seed", "step"], as_index=False)["inv"].mean()
+    out["value"] = 1.0 / out["inv"]
+    return out.drop(columns="inv")
+
+
+def curve(ax, df: pd.DataFrame, label: str, color: str, *, linestyle: str = "-", marker: str = "o") -> None:
+    """Mean and 95% bootstrap CI over seeds of ``value`` against ``step``."""
+    if df.empty:
+        return
+    plotting.band(ax, plotting.summarize(df, "step"), "step", label=label, color=color, linestyle=linestyle,
+                  marker=marker)
+
+
+def step_label(df: pd.DataFrame) -> str:
+    unit = df["step_unit"].iloc[0] if "step_unit" in df.columns and len(df) else "epoch"
+    return "iteration" if unit == "iteration" else "epoch"
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation of two equal-length sequences (ties by average rank)."""
+    ra = pd.Series(list(a)).rank().to_numpy()
+    rb = pd.Series(list(b)).rank().to_numpy()
+    if np.std(ra) == 0 or np.std(rb) == 0:
+        return math.nan
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+# ------------------------------------------------------------------------------------------------ rank/fig1
+
+FIG1_BASE = {"data.sampling": "replacement", "model.width": 128, "data.batch_size": 128}
+FIG1_RUNS = {
+    "paper": {"runs": RunGrid("rank_learn_depth")},
+    "quick": {"runs": RunGrid("rank_learn_depth",
+                              {**FIG1_BASE, **FMNIST_SUB, "data.n_train": 6000, "data.n_test": 1000,
+                               "optim.epochs": 12, "optim.steps_per_epoch": 50, "optim.lr_grid": [0.01, 0.1],
+                               "n_seeds": 3},
+                              {"norm": ["none", "bn_code_fig1"], "model.depth": [1, 5, 9, 13, 17, 25]})},
+    "smoke": {"runs": RunGrid("rank_learn_depth",
+                              {**FIG1_BASE, **GREY_PROTO, "data.n_train": 2000, "data.n_test": 500,
+                               "optim.epochs": 6, "optim.steps_per_epoch": 25, "optim.lr_grid": [0.1],
+                               "n_seeds": 2},
+                              {"norm": ["none", "bn_code_fig1"], "model.depth": [1, 17]})},
+}
+
+
+def _fig1_by_depth(df: pd.DataFrame, metric: str, norm: str, which: str) -> pd.DataFrame:
+    sub = at_step(pick(df, metric, norm__name=_norm_name(norm)), which)
+    if metric.startswith("rank"):
+        sub = last_layer(sub)
+    return sub
+
+
+def _norm_name(norm: str) -> str:
+    return "bn_center" if norm == "bn_code_fig1" else norm
+
+
+def plot_fig1(frames, scale):
+    df = frames["runs"]
+    fig, axes = plotting.new_figure(ncols=2)
+    for norm, color, marker, label in (("none", ORANGE, "x", "SGD w/o BN"), ("bn_code_fig1", BLUE, "o", "SGD w/ BN")):
+        rank = _fig1_by_depth(df, "rank_torch", norm, "first")
+        plotting.band(axes[0], plotting.summarize(rank, "model.depth"), "model.depth", label=label, color=color,
+                      marker=marker)
+        acc = _fig1_by_depth(df, "train_acc", norm, "last")
+        plotting.band(axes[1], plotting.summarize(acc, "model.depth"), "model.depth", label=label, color=color,
+                      marker=marker)
+    axes[0].set_ylabel("rank of last hidden layer (init)")
+    axes[1].set_ylabel("final training accuracy")
+    for ax in axes:
+        ax.set_xlabel("number of hidden layers")
+        ax.legend()
+    axes[0].set_title(f"rank_torch at initialisation ({scale})")
+    axes[1].set_title(f"after training ({scale})")
+    return fig
+
+
+def claims_fig1(frames, scale):
+    df = frames["runs"]
+    depths = sorted(df["model.depth"].unique())
+    shallow, deep = depths[0], depths[-1]
+    full = min(int(df["model.width"].iloc[0]), int(df["data.batch_size"].iloc[0]))
+
+    def value(metric, norm, depth, which):
+        sub = _fig1_by_depth(df, metric, norm, which)
+        return mean_of(sub[sub["model.depth"] == depth])
+
+    bn_rank = min(value("rank_torch", "bn_code_fig1", d, "first") for d in depths)
+    collapse_depth = 15 if scale == "paper" else deep  # the paper: rank 1 from hl = 14 (15 hidden layers) on
+    van_deep_rank = max(value("rank_torch", "none", d, "first") for d in depths if d >= collapse_depth)
+    dead = 13 if scale == "paper" else deep  # the paper: vanilla accuracy ≈ 0.10 from hl = 12 on
+    van_deep_acc = max(value("train_acc", "none", d, "last") for d in depths if d >= dead)
+    bn_deep_acc = value("train_acc", "bn_code_fig1", deep, "last")
+    return [
+        Claim.at_least("vanilla: rank at init of the shallowest net, over min(width, batch)",
+                       value("rank_torch", "none", shallow, "first") / full, 0.9, "≈ 125 of 128 at hl = 0"),
+        Claim.at_most(f"vanilla: largest rank at init for depth ≥ {collapse_depth}", van_deep_rank, 1.0,
+                      "rank 1 from hl = 14 on"),
+        Claim.at_least("BN: smallest rank at init over all depths, over min(width, batch)", bn_rank / full, 0.95,
+                       "≈ 128 everywhere"),
+        Claim.at_least("vanilla: final training accuracy of the shallowest net",
+                       value("train_acc", "none", shallow, "last"), 0.8, "0.93–0.97 for hl ≤ 8"),
+        Claim.at_most(f"vanilla: best final training accuracy at depth ≥ {dead} (chance = 0.1)", van_deep_acc, 0.2,
+                      "≈ 0.10 for hl ≥ 12: cannot learn"),
+        Claim.at_least(f"BN: final training accuracy at the deepest net (depth {deep})", bn_deep_acc,
+                       0.85 if scale == "paper" else 0.8, "≈ 0.93 at hl = 32"),
+    ]
+
+
+FIG1_CAPTION = (
+    "Left: rank_torch (float32 matrix_rank of H/‖H‖_F) of the last hidden layer at initialisation on the first "
+    "minibatch; right: training accuracy after training (the running accuracy of the last logged epoch's "
+    "minibatches; the code used 1000 random training samples), vs the number of hidden layers, ReLU MLP with "
+    "torch_default init; mean and 95% CI over seeds. BN is the code's (unbiased std, no eps, no affine, batch "
+    "statistics always); vanilla Linear layers have biases (BN nets too: centred BN cancels them exactly). "
+    "Minibatches of 128 drawn with replacement. Optimiser: SGD with the learning rate picked per run from a grid by "
+    "the lowest final training loss (the paper's text; its code used Adam for BN). Paper scale: Fashion-MNIST /255, "
+    "width 128, 75 epochs × 468 steps, lr grid {1e-3, 1e-2, 1e-1}, 5 seeds. Quick: real Fashion-MNIST, 6000 "
+    "training images, 12 × 50 steps, lr grid {0.01, 0.1}, 3 seeds. Smoke: synthetic 14×14 prototype images.")
+
+# ------------------------------------------------------------------------------------------------ rank/fig5, 7, 13
+
+VGG_QUICK = {**COLOUR_PROTO, "data.normalize": "none", "model": "vgg_mini",
+             "data.batch_size": 64, "data.n_train": 1280, "data.n_test": 320,
+             "optim.epochs": 10, "optim.lr": 0.1, "optim.log_every": None, "n_seeds": 3}
+VGG_SMOKE = {**VGG_QUICK, "data.shape": [3, 8, 8], "data.n_train": 640, "optim.epochs": 20, "n_seeds": 2}
+RESNET_QUICK = {**VGG_QUICK, "model": "resnet_mini"}
+RESNET_SMOKE = {**VGG_SMOKE, "model": "resnet_mini"}
+
+
+def _breaking_runs(exp: str, quick: dict, smoke: dict) -> dict:
+    def grids(overrides):
+        return {"init": RunGrid(exp, overrides, {"init": ["torch_default", "asym"]}),
+                "nocenter": RunGrid(exp, {**overrides, "norm": "bn_nocenter", "init": "torch_default"})}
+
+    return {"paper": grids({}), "quick": grids(quick), "smoke": grids(smoke)}
+
+
+FIG5_RUNS = _breaking_runs("breaking_bn", VGG_QUICK, VGG_SMOKE)
+FIG13_RUNS = _breaking_runs("breaking_bn_resnet", RESNET_QUICK, RESNET_SMOKE)
+
+
+def _breaking_curves(frames):
+    init, nocenter = frames["init"], frames["nocenter"]
+    return [(pick(init, init__name="torch_default"), "BN, standard init", BLUE, "-"),
+            (pick(init, init__name="asym"), "BN, asymmetric init U(0, 2/√fan_in)", RED, "-"),
+            (nocenter, "BN w/o centering, standard init", GREEN, "--")]
+
+
+def plot_breaking(model: str):
+    def plot(frames, scale):
+        fig, axes = plotting.new_figure(ncols=2)
+        for df, label, color, ls in _breaking_curves(frames):
+            curve(axes[0], pick(df, "train_acc"), label, color, linestyle=ls)
+            curve(axes[1], last_layer(pick(df, "rank_torch")), label, color, linestyle=ls)
+        unit = step_label(frames["init"])
+        axes[0].set_ylabel("training accuracy")
+        axes[1].set_ylabel("rank of last hidden layer (torch matrix_rank)")
+        for ax in axes:
+            ax.set_xlabel(unit)
+            ax.legend()
+        axes[0].set_title(f"{model}: training accuracy ({scale})")
+        axes[1].set_title(f"{model}: rank ({scale})")
+        return fig
+
+    return plot
+
+
+def claims_breaking(frames, scale):
+    std, asym, noc = (df for df, *_ in _breaking_curves(frames))
+    rank_std = mean_of(at_step(last_layer(pick(std, "rank_torch")), "first"))
+    rank_asym = mean_of(at_step(last_layer(pick(asym, "rank_torch")), "first"))
+    acc_std = mean_of(at_step(pick(std, "train_acc")))
+    acc_asym = mean_of(at_step(pick(asym, "train_acc")))
+    acc_noc = mean_of(at_step(pick(noc, "train_acc")))
+    return [
+        Claim.at_most("rank at init: asymmetric / standard init", rank_asym / rank_std, 0.5,
+                      "the asymmetric init destroys BN's rank preservation"),
+        Claim.at_least("final training accuracy: standard − asymmetric init", acc_std - acc_asym, 0.2,
+                       "the asymmetric-init network cannot fit the data"),
+        Claim.at_most("final training accuracy: |BN − BN w/o centering|", abs(acc_std - acc_noc), 0.1,
+                      "dropping the centring is harmless"),
+    ]
+
+
+BREAKING_RECIPE = (
+    "The paper gives no training recipe; ours (the spec's default): SGD lr 0.01, momentum 0, batch 128, no "
+    "augmentation, per-channel normalisation, 77 epochs of 390 batches ≈ 30 000 iterations, logged every 500 "
+    "iterations; 5 seeds. 'BN w/o centering' is a real uncentred BN, x/sqrt(mean_B(x²)+eps)·γ+β (the released "
+    "code's variant did not remove the centring in training). Asymmetric init: every conv/linear weight "
+    "U(0, 2/√fan_in), biases torch_default. Rank: torch matrix_rank (float32) of the last hidden features on a "
+    "fixed probe batch, in train mode with the BN running statistics restored after. Quick: {mini} on synthetic "
+    "3×16×16 class-prototype images (10 classes), batch 64, lr 0.1 (at 0.01 the mini nets barely move in 200 "
+    "steps), 10 epochs of 20 steps, 3 seeds; smoke: 3×8×8 images, 20 epochs of 10 steps, 2 seeds.")
+FIG5_CAPTION = ("Breaking BN on VGG19 (cfg E), CIFAR-10: training accuracy and rank of the last hidden layer (the "
+                "flattened 512-d conv features), BN with the standard vs the asymmetric init, and BN without "
+                "centring; mean and 95% CI over seeds. "
+                + BREAKING_RECIPE.format(mini="VGG-mini [16,16,M,32,32,M,64,64,M]"))
+FIG13_CAPTION = ("Breaking BN on ResNet-50 (CIFAR variant: 3×3 stem, no max-pool, bottlenecks [3,4,6,3]; the paper "
+                 "does not specify it), CIFAR-10: training accuracy and rank of the 2048-d pooled features; as "
+                 "rank/fig5. " + BREAKING_RECIPE.format(mini="ResNet-mini (bottlenecks [1,1], width 16)"))
+
+FIG7_RUNS = {scale: {"runs": RunGrid(g["init"].exp, {**g["init"].overrides, "init": "torch_default"},
+                                     {"norm": ["bn_torch", "bn_nocenter"]})}
+             for scale, g in FIG5_RUNS.items()}
+
+
+def plot_fig7(frames, scale):
+    df = frames["runs"]
+    fig, axes = plotting.new_figure(ncols=2)
+    for norm, label, color in (("bn_torch", "BN", BLUE), ("bn_nocenter", "BN w/o centering", ORANGE)):
+        sub = pick(df, norm__name=norm)
+        curve(axes[0], pick(sub, "train_acc"), label, color)
+        curve(axes[1], last_layer(pick(sub, "rank_lower_bound")), label, color)
+    axes[0].set_ylabel("VGG19: training accuracy")
+    axes[1].set_ylabel("VGG19: lower bound on rank r(H_L)")
+    for ax in axes:
+        ax.set_xlabel(step_label(df))
+        ax.legend()
+    axes[0].set_title(f"centring for BN ({scale})")
+    return fig
+
+
+def claims_fig7(frames, scale):
+    df = frames["runs"]
+    bn, noc = pick(df, norm__name="bn_torch"), pick(df, norm__name="bn_nocenter")
+    acc = [mean_of(at_step(pick(x, "train_acc"))) for x in (bn, noc)]
+    r = [mean_of(at_step(last_layer(pick(x, "rank_lower_bound")))) for x in (bn, noc)]
+    ratio = max(r) / min(r) if min(r) > 0 else math.inf
+    return [Claim.at_most("final training accuracy: |BN − BN w/o centering|", abs(acc[0] - acc[1]), 0.1,
+                          "no difference in accuracy"),
+            Claim.at_most("final r(H_L): max/min of BN and BN w/o centering", ratio, 2.0, "no difference in r(H)")]
+
+
+FIG7_CAPTION = ("Centring for BN, VGG19 on CIFAR-10: training accuracy and r(H_L) = Tr(M)²/‖M‖_F² of the last "
+                "hidden features, BN vs BN without centring (standard init); the runs are rank/fig5's. "
+                + BREAKING_RECIPE.format(mini="VGG-mini"))
+
+# ------------------------------------------------------------------------------------------------ rank/fig6
+
+FIG6_K = {"paper": [1, 5, 10, 15, 20, 25, 29], "quick": [1, 5, 10, 15], "smoke": [1, 5, 10, 15]}
+
+
+def _fig6_runs(overrides: dict, iters: list[int], layers: list[int]) -> dict:
+    base = {**overrides, "probe.layers": layers}
+    return {
+        "vanilla": RunGrid("rank_pretrain_fmnist", {**base, "pretrain": "none"}),
+        "pretrained": RunGrid("rank_pretrain_fmnist", {**base, "pretrain": "layerwise"}, {"pretrain.iters": iters}),
+        "bn": RunGrid("rank_pretrain_fmnist", {**base, "pretrain": "none", "norm": "bn_code_fig6",
+                                               "probe.point": "post"},
+                      {"init": ["torch_default", "asym"]}),
+    }
+
+
+FIG6_QUICK = {**FMNIST_SUB, "model.depth": 16, "model.width": 64, "data.n_train": 1600, "data.n_test": 500,
+              "optim.epochs": 3, "n_seeds": 3}
+FIG6_RUNS = {
+    "paper": _fig6_runs({}, [25, 75], FIG6_K["paper"]),
+    "quick": _fig6_runs(FIG6_QUICK, [5, 25], FIG6_K["quick"]),
+    "smoke": _fig6_runs({**FIG6_QUICK, **GREY_PROTO, "data.n_train": 640, "data.n_test": 200, "n_seeds": 2},
+                        [5, 25], FIG6_K["smoke"]),
+}
+
+
+def _fig6_variants(frames):
+    pre = frames["pretrained"]
+    iters = sorted(pre["pretrain.iters"].unique()) if len(pre) else []
+    out = [("SGD no pre-training", frames["vanilla"], ORANGE, "-")]
+    for it, color in zip(iters, (GREEN, PURPLE)):
+        out.append((f"SGD, pre-training {int(it)} iterations", pick(pre, pretrain__iters=it), color, "-"))
+    bn = frames["bn"]
+    out += [("BN W ~ U[-a, a]", pick(bn, init__name="torch_default"), BLUE, "--"),
+            ("BN W ~ U[0, 2a]", pick(bn, init__name="asym"), RED, "--")]
+    return out
+
+
+def plot_fig6(frames, scale):
+    fig, axes = plotting.new_figure(ncols=2)
+    for label, df, color, ls in _fig6_variants(frames):
+        curve(axes[0], pick(df, "train_acc"), label, color, linestyle=ls)
+        curve(axes[1], rank_bound_R(df), label, color, linestyle=ls)
+    axes[0].set_ylabel("training accuracy")
+    axes[1].set_ylabel("lower bound on rank R")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    axes[1].legend()
+    axes[0].set_title(f"depth-{int(frames['vanilla']['model.depth'].iloc[0])} MLP ({scale})")
+    return fig
+
+
+def claims_fig6(frames, scale):
+    variants = _fig6_variants(frames)
+    R = {label: rank_bound_R(df) for label, df, *_ in variants}
+    loss = {label: mean_of(at_step(pick(df, "train_loss"))) for label, df, *_ in variants}
+    labels = [label for label, *_ in variants]
+    vanilla_chain = [label for label in labels if not label.startswith("BN")]
+    r0 = [mean_of(R[label][R[label]["step"] == 0]) for label in labels]
+    r_end = [mean_of(at_step(R[label])) for label in labels]
+    r0_van = r0[: len(vanilla_chain)]
+    std, asym = "BN W ~ U[-a, a]", "BN W ~ U[0, 2a]"
+    bn_gap = min(mean_of(R[std][R[std].step == s]) - mean_of(R[asym][R[asym].step == s])
+                 for s in sorted(R[std]["step"].unique()))
+    return [
+        Claim.above("R at epoch 0 increases with pre-training iterations (smallest increment)",
+                    float(np.min(np.diff(r0_van))), 0.0, "pre-training raises the rank"),
+        Claim.above("R(BN standard) − R(BN asymmetric), smallest over epochs", bn_gap, 0.0,
+                    "the asymmetric init reduces BN's rank"),
+        Claim.above("final training loss: BN asymmetric − BN standard", loss[asym] - loss[std], 0.0,
+                    "higher rank optimises faster"),
+        Claim.above("final training loss: no pre-training − most pre-training", loss[vanilla_chain[0]]
+                    - loss[vanilla_chain[-1]], 0.0, "pre-training rescues deep vanilla nets"),
+        Claim.at_least("Spearman correlation of R at epoch 0 and at the last epoch over the variants",
+                       spearman(r0, r_end), 0.8, "SGD preserves the initial rank ordering"),
+    ]
+
+
+FIG6_CAPTION = (
+    "Fashion-MNIST MLP (32 hidden layers of 128 at paper scale): training accuracy (the caption's metric; the code "
+    "plotted the loss, also logged) and the lower bound on rank R = 1/mean_k(1/r(H_k)) over layers K = {1, 5, 10, "
+    "15, 20, 25, 29} (log axis) per epoch; mean and 95% CI over seeds. Vanilla: ReLU, glorot normal, without and "
+    "with layer-wise pre-training (the paper's 25 and 75 iterations per layer, non-cumulative; the code used 5 and "
+    "75 cumulative), R on pre-activations. BN: torch BN with momentum 0 (the code's), ReLU (the code used tanh), "
+    "standard torch init vs the paper's asymmetric U(0, 2/√fan_in) on the weights (the code set every parameter "
+    "U(0, 0.1)), R on post-activations. SGD lr 0.01, batch 32, 15 epochs. R is measured on a fixed probe batch of "
+    "32 training images (the code used each epoch's last minibatch). Quick: real Fashion-MNIST, 1600 training "
+    "images, depth 16, width 64, 3 epochs, pre-training {5, 25} iterations, K = {1, 5, 10, 15}; smoke: synthetic "
+    "prototype images.")
+
+# ------------------------------------------------------------------------------------------------ rank/fig4, 11, 12
+
+PRE_DEPTHS = {"paper": [10, 20, 30, 40], "quick": [10, 20], "smoke": [20]}
+PRE_QUICK = {"model.width": 64, "data.batch_size": 64, "data.n_train": 1920, "data.n_test": 500,
+             "optim.epochs": 5, "optim.lr_grid": None, "optim.lr": 0.01, "n_seeds": 3,
+             "pretrain.minibatches": 50, "pretrain.steps": 10, "pretrain.lr": 0.001}
+
+
+def _pretrain_runs(exp: str, overrides: dict, depths: list[int]) -> dict:
+    grid = {"model.depth": depths}
+    vanilla = {**overrides, "norm": "none"}
+    if overrides.get("optim.lr_grid", "paper") == "paper":  # paper: the pre-trained/vanilla grid is {1e-2, 1e-3}
+        vanilla["optim.lr_grid"] = [0.01, 0.001]
+    pre_keys = {k: v for k, v in vanilla.items() if not k.startswith("pretrain.")}
+    return {
+        "bn": RunGrid(exp, {k: v for k, v in overrides.items() if not k.startswith("pretrain.")}, grid),
+        "pretrained": RunGrid(exp, {**vanilla, "pretrain": "end_to_end"}, grid),
+        "vanilla": RunGrid(exp, pre_keys, grid),
+    }
+
+
+def _pre_scales(exp: str, quick_data: dict, smoke_data: dict) -> dict:
+    return {"paper": _pretrain_runs(exp, {}, PRE_DEPTHS["paper"]),
+            "quick": _pretrain_runs(exp, {**PRE_QUICK, **quick_data}, PRE_DEPTHS["quick"]),
+            "smoke": _pretrain_runs(exp, {**PRE_QUICK, **smoke_data, "data.n_train": 960, "optim.epochs": 3,
+                                          "n_seeds": 2, "pretrain.minibatches": 15}, PRE_DEPTHS["smoke"])}
+
+
+FIG4_RUNS = _pre_scales("pretrain_vs_bn", COLOUR_PROTO, COLOUR_PROTO)
+FIG12_RUNS = _pre_scales("pretrain_vs_bn_fmnist", {"data": "fashion_mnist"}, GREY_PROTO)
+PRE_VARIANTS = (("bn", "BN-MLP (SGD)", BLUE), ("pretrained", "pre-trained vanilla (SGD)", ORANGE),
+                ("vanilla", "vanilla (SGD)", "tab:grey"))
+
+
+def plot_pretrain(metrics: tuple[tuple[str, str], ...]):
+    def plot(frames, scale):
+        depths = sorted(frames["bn"]["model.depth"].unique())
+        fig, axes = plotting.new_figure(ncols=len(depths), nrows=len(metrics))
+        for row, (metric, ylabel) in enumerate(metrics):
+            for col, depth in enumerate(depths):
+                ax = axes[row * len(depths) + col]
+                for key, label, color in PRE_VARIANTS:
+                    curve(ax, pick(frames[key], metric, model__depth=depth), label, color)
+                ax.set_xlabel("epoch")
+                ax.set_ylabel(ylabel)
+                ax.set_title(f"{int(depth)} hidden layers ({scale})")
+        axes[0].legend()
+        return fig
+
+    return plot
+
+
+def _final(frames, key, metric, depth, which="last"):
+    return mean_of(at_step(pick(frames[key], metric, model__depth=depth), which))
+
+
+def claims_fig4(frames, scale):
+    claims = []
+    for depth in sorted(frames["bn"]["model.depth"].unique()):
+        r_pre, r_van = (mean_of(at_step(last_layer(pick(frames[key], "rank_lower_bound", model__depth=depth)), "first"))
+                        for key in ("pretrained", "vanilla"))
+        claims += [
+            Claim.above(f"depth {depth}: r(H_L) at epoch 0, pre-trained / same init not pre-trained", r_pre / r_van,
+                        1.0, "pre-training maximises the rank"),
+            Claim.above(f"depth {depth}: final training loss, vanilla − pre-trained",
+                        _final(frames, "vanilla", "train_loss", depth) - _final(frames, "pretrained", "train_loss",
+                                                                                 depth), 0.0,
+                        "pre-training speeds up training"),
+            Claim.above(f"depth {depth}: BN training loss, first − last epoch",
+                        _final(frames, "bn", "train_loss", depth, "first")
+                        - _final(frames, "bn", "train_loss", depth), 0.0, "BN trains"),
+        ]
+    return claims
+
+
+def claims_fig11(frames, scale):
+    return [Claim.above(f"depth {depth}: final test loss, vanilla − pre-trained",
+                        _final(frames, "vanilla", "test_loss", depth)
+                        - _final(frames, "pretrained", "test_loss", depth),
+                        0.0, "the improvement shows in the test loss too")
+            for depth in sorted(frames["bn"]["model.depth"].unique())]
+
+
+PRE_RECIPE = (
+    "ReLU MLP of width 128, glorot normal init; BN = torch BatchNorm1d (Linear → BN → ReLU); pre-training = "
+    "Algorithm 1 end to end as in the code (1000 minibatches of 64 from one permutation, 40 SGD steps each, "
+    "lr 1e-3, on r^(-1/2) of the last hidden layer's Gram matrix). SGD batch 64, no momentum, 100 epochs; learning "
+    "rate grid-searched per run by the lowest final training loss (BN {1e-2, 1e-3, 1e-4}; vanilla and pre-trained "
+    "{1e-2, 1e-3}). Depths {10, 20, 30, 40} (the text does not list them). 5 independent initialisations (the code "
+    "trained its runs from one shared initial state). The vanilla net without pre-training is our addition: the "
+    "reference for the claim. Quick: width 64, depths {10, 20}, pre-training 50 minibatches × 10 steps, 5 epochs "
+    "at lr 0.01 (no grid), 3 seeds, on {data}; smoke: depth 20, 3 epochs, on synthetic prototype images.")
+FIG4_CAPTION = ("Training loss per epoch of CIFAR-10 MLPs of increasing depth: BN vs rank-pre-trained vanilla nets; "
+                "mean and 95% CI over seeds. Inputs are the raw 0–255 pixels (the code's). "
+                + PRE_RECIPE.replace("{data}", "synthetic 3×16×16 class-prototype images (no CIFAR-10 offline)"))
+FIG11_CAPTION = ("rank/fig4's runs: training accuracy and test loss (eval mode; the code evaluated BN nets in train "
+                 "mode) per epoch. " + PRE_RECIPE.replace("{data}", "synthetic 3×16×16 class-prototype images"))
+FIG12_CAPTION = ("rank/fig4 and fig11 on Fashion-MNIST: training loss, accuracy and test loss per epoch. Inputs are "
+                 "the raw 0–255 pixels as for CIFAR-10 (the paper does not say; with [0, 1] inputs end-to-end "
+                 "pre-training has no gradient: r(H_L) stays 1.000, measured). "
+                 + PRE_RECIPE.replace("{data}", "a subsample of the real Fashion-MNIST"))
+
+# ------------------------------------------------------------------------------------------------ rank/fig10
+
+ALIGN_QUICK = {**COLOUR_PROTO, "data.normalize": "none", "model": "mlp", "model.depth": 16, "model.width": 128,
+               "data.batch_size": 32,
+               "data.n_train": 640, "data.n_test": 320, "optim.epochs": 10, "optim.log_every": None,
+               "probe.alignment_samples": 32, "n_seeds": 3}
+# Random images replace the inputs: i.i.d. U[0, 255], the inputs' shape (the experiment's data.normalize: dataset
+# has no statistics for them, so none).
+RANDOM_IMAGES = {"data": "uniform_images", "data.normalize": "none"}
+
+
+def _align_runs(overrides: dict, random_size: dict) -> dict:
+    lr = overrides.get("optim.lr", 0.01)
+    return {"bn": RunGrid("grad_alignment", {**overrides, "norm": "bn_torch"}),
+            "sgd": RunGrid("grad_alignment", {**overrides, "norm": "none"}),
+            "lr100": RunGrid("grad_alignment", {**overrides, "norm": "none", "optim.lr": 100 * lr}),
+            "random": RunGrid("grad_alignment", {**overrides, **RANDOM_IMAGES, **random_size, "norm": "none"})}
+
+
+FIG10_RUNS = {"paper": _align_runs({}, {"data.shape": [3, 32, 32], "data.n_train": 50000, "data.n_test": 10000}),
+              "quick": _align_runs(ALIGN_QUICK, {}),
+              "smoke": _align_runs({**ALIGN_QUICK, "data.n_train": 320, "optim.epochs": 4, "n_seeds": 2}, {})}
+ALIGN_VARIANTS = (("bn", "BN", BLUE), ("sgd", "SGD", ORANGE), ("lr100", "SGD with 100× learning rate", GREEN),
+                  ("random", "SGD on random data", RED))
+
+
+def plot_fig10(frames, scale):
+    fig, axes = plotting.new_figure(ncols=2)
+    for key, label, color in ALIGN_VARIANTS:
+        curve(axes[0], pick(frames[key], "train_acc"), label, color)
+        curve(axes[1], pick(frames[key], "grad_alignment"), label, color)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("training accuracy (log)")
+    axes[1].set_ylabel("gradient alignment A_last")
+    for ax in axes:
+        ax.set_xlabel(step_label(frames["bn"]))
+    axes[1].legend()
+    axes[0].set_title(f"directional gradient vanishing ({scale})")
+    return fig
+
+
+def claims_fig10(frames, scale):
+    def align(key, which="first"):
+        return mean_of(at_step(pick(frames[key], "grad_alignment"), which))
+
+    acc_real = mean_of(at_step(pick(frames["sgd"], "train_acc")))
+    acc_random = mean_of(at_step(pick(frames["random"], "train_acc")))
+    return [
+        Claim.at_least("vanilla: A_last at initialisation", align("sgd"), 0.999, "perfectly aligned gradients"),
+        Claim.at_most("BN: A_last at initialisation", align("bn"), 0.6, "BN's gradients are not aligned"),
+        Claim.at_least("vanilla: smallest A_last over training", mean_of(
+            pick(frames["sgd"], "grad_alignment").groupby(["seed"], as_index=False)["value"].min()),
+            0.99, "stays aligned"),
+        Claim.at_most("vanilla: |final training accuracy on real − on random data|", abs(acc_real - acc_random), 0.05,
+                      "SGD on random data follows almost the same path"),
+    ]
+
+
+FIG10_CAPTION = (
+    "Directional gradient vanishing: training accuracy (log axis) and the gradient alignment A_last = mean over "
+    "pairs of |cos| of the classification layer's inputs on the probe batch (train mode), which equals the mean "
+    "pairwise |cos| of the per-sample gradients of each classification-layer neuron (Prop 19; the paper gives "
+    "no formula); mean and 95% CI over seeds. Paper scale: VGG19 on CIFAR-10 with BN, without BN (SGD lr 0.01), "
+    "without BN at 100× the learning rate, and without BN on i.i.d. U[0, 255] images with random labels "
+    "(CIFAR's labels need CIFAR itself); rank/fig5's recipe. Quick (the spec's): a depth-16 width-128 ReLU MLP, "
+    "torch_default init, on synthetic 3×16×16 prototype images, 10 epochs of 20 steps of 32, 3 seeds.")
+
+# ------------------------------------------------------------------------------------------------ register
+
+ACC_LOSS = (("train_loss", "training loss"),)
+ACC_TEST = (("train_acc", "training accuracy"), ("test_loss", "test loss"))
+ALL_CURVES = (("train_loss", "training loss"), ("train_acc", "training accuracy"), ("test_loss", "test loss"))
+
+register(
+    Figure("rank/fig1", "Effect of depth on rank (init) and learning, Fashion-MNIST MLP", FIG1_CAPTION, FIG1_RUNS,
+           plot_fig1, claims_fig1, kind="train"),
+    Figure("rank/fig4", "Rank pre-training vs BN: training loss, CIFAR-10 MLPs", FIG4_CAPTION, FIG4_RUNS,
+           plot_pretrain(ACC_LOSS), claims_fig4, kind="train"),
+    Figure("rank/fig5", "Breaking BN: VGG19, standard vs asymmetric init, BN w/o centering", FIG5_CAPTION, FIG5_RUNS,
+           plot_breaking("VGG19"), claims_breaking, kind="train"),
+    Figure("rank/fig6", "Pre-training and asymmetric BN, Fashion-MNIST deep MLP", FIG6_CAPTION, FIG6_RUNS, plot_fig6,
+           claims_fig6, kind="train"),
+    Figure("rank/fig7", "Centring for BN, VGG19", FIG7_CAPTION, FIG7_RUNS, plot_fig7, claims_fig7, kind="train"),
+    Figure("rank/fig10", "Directional gradient vanishing", FIG10_CAPTION, FIG10_RUNS, plot_fig10, claims_fig10,
+           kind="train"),
+    Figure("rank/fig11", "Pre-training vs BN: training accuracy and test loss", FIG11_CAPTION, FIG4_RUNS,
+           plot_pretrain(ACC_TEST), claims_fig11, kind="train"),
+    Figure("rank/fig12", "Pre-training vs BN on Fashion-MNIST", FIG12_CAPTION, FIG12_RUNS, plot_pretrain(ALL_CURVES),
+           lambda frames, scale: claims_fig4(frames, scale) + claims_fig11(frames, scale), kind="train"),
+    Figure("rank/fig13", "Breaking BN: ResNet-50", FIG13_CAPTION, FIG13_RUNS, plot_breaking("ResNet-50"),
+           claims_breaking, kind="train"),
+)
+
+
+def _both_breaking(frames, scale):
+    vgg = {k[4:]: v for k, v in frames.items() if k.startswith("vgg_")}
+    res = {k[7:]: v for k, v in frames.items() if k.startswith("resnet_")}
+    fig, axes = plotting.new_figure(ncols=2, nrows=2)
+    for row, (sub, model) in enumerate(((vgg, "VGG19"), (res, "ResNet-50"))):
+        for df, label, color, ls in _breaking_curves(sub)[:2]:  # the long version has no w/o-centering curve
+            curve(axes[2 * row], pick(df, "train_acc"), label, color, linestyle=ls)
+            curve(axes[2 * row + 1], last_layer(pick(df, "rank_torch")), label, color, linestyle=ls)
+        axes[2 * row].set_title(f"{model}: training accuracy ({scale})")
+        axes[2 * row + 1].set_title(f"{model}: rank of last hidden layer")
+    axes[1].legend()
+    return fig
+
+
+def _both_claims(frames, scale):
+    out = []
+    for prefix, model in (("vgg_", "VGG19"), ("resnet_", "ResNet-50")):
+        sub = {k[len(prefix):]: v for k, v in frames.items() if k.startswith(prefix)}
+        for claim in claims_breaking(sub, scale)[:2]:
+            claim.statement = f"{model}: {claim.statement}"
+            out.append(claim)
+    return out
+
+
+register(
+    Figure("markov/fig5", "Effect of depth on learning, Fashion-MNIST (rank/fig1)", FIG1_CAPTION, FIG1_RUNS,
+           plot_fig1, claims_fig1, kind="train", alias_of="rank/fig1"),
+    Figure("markov/fig6", "Pre-training, Fashion-MNIST depth 32 (rank/fig6)", FIG6_CAPTION, FIG6_RUNS, plot_fig6,
+           claims_fig6, kind="train", alias_of="rank/fig6"),
+    Figure("markov/fig7", "Breaking BN: VGG19 (top) and ResNet-50 (bottom)", FIG5_CAPTION + " " + FIG13_CAPTION,
+           {s: {**{f"vgg_{k}": g for k, g in FIG5_RUNS[s].items()},
+                **{f"resnet_{k}": g for k, g in FIG13_RUNS[s].items()}} for s in FIG5_RUNS},
+           _both_breaking, _both_claims, kind="train", alias_of="rank/fig5"),
+    Figure("markov/fig8", "Directional gradient vanishing (rank/fig10)", FIG10_CAPTION, FIG10_RUNS, plot_fig10,
+           claims_fig10, kind="train", alias_of="rank/fig10"),
+    Figure("markov/fig11", "Mean deduction for BN, VGG (rank/fig7)", FIG7_CAPTION, FIG7_RUNS, plot_fig7, claims_fig7,
+           kind="train", alias_of="rank/fig7"),
+)
