@@ -60,9 +60,19 @@ def experiment_engine(exp: str) -> str:
 
 
 def experiment_grid(exp: str) -> dict[str, list[str]]:
-    """The sweep an experiment declares (``hydra.sweeper.params``), as override strings per key."""
-    params = OmegaConf.select(OmegaConf.load(experiment_file(exp)), "hydra.sweeper.params") or {}
-    return {k: [v.strip() for v in str(val).split(",")] for k, val in params.items()}
+    """The sweep an experiment declares (``hydra.sweeper.params``), as override strings per key.
+
+    Includes the sweeps of the experiments it builds on (plain names in its ``defaults`` list), because Hydra
+    merges their ``hydra.sweeper.params`` too: a parent's key stays swept unless the child sets it.
+    """
+    data = OmegaConf.load(experiment_file(exp))
+    grid: dict[str, list[str]] = {}
+    for entry in data.get("defaults") or []:
+        if isinstance(entry, str) and (config_dir() / "exp" / f"{entry}.yaml").exists():
+            grid.update(experiment_grid(entry))
+    params = OmegaConf.select(data, "hydra.sweeper.params") or {}
+    grid.update({k: [v.strip() for v in str(val).split(",")] for k, val in params.items()})
+    return grid
 
 
 def exp_from_overrides(overrides: Sequence[str]) -> str | None:

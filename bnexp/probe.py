@@ -167,6 +167,24 @@ def preserved_buffers(model: nn.Module) -> Iterator[None]:
                 buf.copy_(value)
 
 
+@contextmanager
+def dropout_off(model: nn.Module) -> Iterator[None]:
+    """Dropout layers in eval mode (identity) for the duration, every other module's mode untouched.
+
+    The probe measures the network itself: with dropout active, each sample of the probe batch would get its own
+    mask, so e.g. the readout inputs of a rank-collapsed VGG would look unaligned (measured: A_last 0.87 instead
+    of 1.000000 for vanilla VGG19 at init). BN keeps batch statistics (train mode), as in every paper.
+    """
+    dropouts = [m for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.training]
+    for m in dropouts:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in dropouts:
+            m.train()
+
+
 def _select(features: list[dict[str, Tensor]], point: str, indices: Sequence[int]) -> list[tuple[int, Tensor]]:
     return [(l, features[l][point].detach()) for l in indices]
 
@@ -304,7 +322,8 @@ def probe(model: nn.Module, x: Tensor, y: Tensor, spec: ProbeSpec, *, weights: b
     layer ℓ the ``spec.metrics`` of ``spec.point``; ``(None, "loss", ·)``, the mean cross-entropy; per weight
     layer k ``(k, "grad_norm", ·)``; with ``weights`` (default) and ``spec.weight_metrics``, per weight layer k
     ``(k, "weight_<metric>", ·)``; with ``spec.alignment``, ``(None, "grad_alignment", ·)`` and
-    ``(None, "grad_cosine_full", ·)``. The model is left exactly as it was.
+    ``(None, "grad_cosine_full", ·)``. Dropout is off during the probe (:func:`dropout_off`); norms use batch
+    statistics in train mode. The model is left exactly as it was.
     """
     opts = {"tau": spec.tau, "k": spec.top_k, "tol": spec.rank_tol}
     items: list[Item] = []
@@ -315,7 +334,7 @@ def probe(model: nn.Module, x: Tensor, y: Tensor, spec: ProbeSpec, *, weights: b
     if spec.alignment:
         hook = model.weight_layers()[-1].register_forward_pre_hook(lambda _, args: captured.append(args[0]))
     try:
-        with preserved_buffers(model), torch.set_grad_enabled(spec.grad_norms or spec.alignment):
+        with preserved_buffers(model), dropout_off(model), torch.set_grad_enabled(spec.grad_norms or spec.alignment):
             logits, features = model.forward_features(x)
             loss = F.cross_entropy(logits, y)
             losses = F.cross_entropy(logits, y, reduction="none") if spec.alignment else None

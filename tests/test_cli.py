@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bnexp import cli, results
+from bnexp import cli, config, results
 
 TINY = ["chain.width=8", "chain.depth=20", "chain.measure_every=5", "runtime.progress=false"]
 
@@ -130,3 +130,18 @@ def test_train_at_init_writes_per_layer_rows(outputs, capsys):
     assert (df.step == 0).all()
     assert {"rank_torch", "soft_rank", "rank_lower_bound", "grad_norm"} <= set(df.metric)
     assert df[df.metric == "rank_torch"].layer.nunique() == 3
+
+
+@pytest.mark.parametrize("exp", config.experiments())
+def test_experiment_grid_is_the_sweep_hydra_runs(exp):
+    """What bnexp validates and prints (``experiment_grid``) is what Hydra's sweeper will expand, inherited
+    sweeps of parent experiments included."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config.config_dir()), version_base="1.3"):
+        cfg = compose(config_name=config.experiment_engine(exp), overrides=[f"+exp={exp}"], return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    params = cfg.hydra.sweeper.params or {}
+    assert {k: [v.strip() for v in str(val).split(",")] for k, val in params.items()} == config.experiment_grid(exp)

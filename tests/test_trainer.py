@@ -567,3 +567,21 @@ def test_pretraining_runs_once_per_replicate_before_step_0_and_resumes(outputs, 
             results.execute(cfg, train.run)
     directory, _ = results.execute(cfg, train.run)  # grid point 2 pre-trains again: the same state
     assert (directory / "metrics.csv").read_bytes() == (clean_dir / "metrics.csv").read_bytes()
+
+
+def test_probe_measures_with_dropout_off_and_leaves_the_mode_alone():
+    """Dropout would give each probe sample its own mask; the probe measures the network itself."""
+    from bnexp.nn import VGG
+
+    torch.manual_seed(0)
+    kwargs = dict(d_in=3 * 8 * 8, width=64, depth=6, d_out=10, cfg="mini", norm="none", hidden=32)
+    with_dropout, without = VGG(dropout=0.5, **kwargs), VGG(dropout=0.0, **kwargs)
+    without.load_state_dict(with_dropout.state_dict())
+    spec = probe.ProbeSpec.from_cfg(config.compose("train", ["probe.alignment=true", "probe.layers=last",
+                                                             "probe.metrics=[rank_torch]"]).probe, 6)
+    x, y = torch.rand(16, 3, 8, 8), torch.randint(10, (16,))
+    with_dropout.train(), without.train()
+    got = {(layer, name): float(v) for layer, name, v in probe.probe(with_dropout, x, y, spec)}
+    want = {(layer, name): float(v) for layer, name, v in probe.probe(without, x, y, spec)}
+    assert got == pytest.approx(want, rel=1e-6)
+    assert with_dropout.training and all(m.training for m in with_dropout.modules())
