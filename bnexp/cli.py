@@ -56,14 +56,28 @@ def _hydra_main(config_name: str, args: Sequence[str], multirun: bool) -> None:
 
     @hydra.main(config_path=str(config.config_dir()), config_name=config_name, version_base="1.3")
     def task(cfg: DictConfig) -> str:
-        return run_one(cfg)
+        try:
+            return run_one(cfg)
+        except ConfigError as err:  # a user error found inside a run (e.g. dataset files missing): no traceback
+            raise _UserError(err) from None
 
     argv = sys.argv
     sys.argv = ["bnexp", *(["--multirun"] if multirun else []), *args]
     try:
         task()
+    except _UserError as wrapped:
+        raise wrapped.error from None
     finally:
         sys.argv = argv
+
+
+class _UserError(BaseException):
+    """Carries a ConfigError out of a Hydra job: Hydra prints a traceback for any Exception it sees, and a
+    missing dataset or an impossible value deserves one clear line (``main`` prints it)."""
+
+    def __init__(self, error: ConfigError):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _engine_for(args: Sequence[str], default: str) -> str:

@@ -145,3 +145,18 @@ def test_experiment_grid_is_the_sweep_hydra_runs(exp):
     GlobalHydra.instance().clear()
     params = cfg.hydra.sweeper.params or {}
     assert {k: [v.strip() for v in str(val).split(",")] for k, val in params.items()} == config.experiment_grid(exp)
+
+
+def test_an_error_inside_a_run_is_one_clear_line(outputs, capsys, monkeypatch):
+    """A ConfigError raised while a run executes (e.g. dataset files missing and no network) is reported like
+    one found before any work: one line naming the key, exit status 2, no Hydra traceback."""
+    from bnexp import train
+    from bnexp.errors import ConfigError
+
+    def missing(cfg, writer):
+        raise ConfigError("data.root", "nowhere", "a directory holding the dataset files")
+
+    monkeypatch.setattr(train, "run", missing)
+    assert cli.main(["train", "model.depth=2", "optim.epochs=0", "n_seeds=1"]) == 2
+    err = capsys.readouterr().err
+    assert "bnexp: error: data.root='nowhere'" in err and "Traceback" not in err
