@@ -93,17 +93,23 @@ def choose_threads(setting, width: int) -> int | None:
     return setting
 
 
+def feature_layers(cfg: DictConfig) -> int:
+    """How many entries the model's ``forward_features`` returns: ``model.depth``, plus one for models whose
+    last entry is the pooled features (VGG, ResNet: ``EXTRA_FEATURE_LAYERS``)."""
+    return int(cfg.model.depth) + getattr(MODELS.get(cfg.model.name), "EXTRA_FEATURE_LAYERS", 0)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the key of the first impossible value, before any work."""
     choose("model.name", cfg.model.get("name"), MODELS)
-    depth = check_int("model.depth", cfg.model.get("depth"), 1)
+    check_int("model.depth", cfg.model.get("depth"), 1)
     width = check_int("model.width", cfg.model.get("width"), 1)
     choose("norm.name", cfg.norm.get("name"), NORMS)
     choose("act.name", cfg.act.get("name"), ACTIVATIONS)
     choose("init.name", cfg.init.get("name"), INITS)
     check_number("init.gain", cfg.init.get("gain", 1.0), 0.0, open_lo=True)
     data.validate(cfg.data)
-    spec = ProbeSpec.from_cfg(cfg.probe, depth)
+    spec = ProbeSpec.from_cfg(cfg.probe, feature_layers(cfg))
     optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
     epochs = optim.epochs
     choose("dtype", cfg.get("dtype"), DTYPES)
@@ -324,7 +330,7 @@ def run(cfg: DictConfig, writer) -> None:
     validate(cfg)
     device = resolve_device(cfg.runtime.device, "train")
     dtype = DTYPES[cfg.dtype]
-    spec = ProbeSpec.from_cfg(cfg.probe, cfg.model.depth)
+    spec = ProbeSpec.from_cfg(cfg.probe, feature_layers(cfg))
     optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
     previous = torch.get_num_threads()
     setting = batched.check_batch_seeds(cfg.runtime.get("batch_seeds", "auto"))

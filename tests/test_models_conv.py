@@ -236,3 +236,14 @@ def test_bnexp_train_runs_vgg_mini_end_to_end(outputs):
     assert df[df.metric == "rank_torch"].layer.max() == 6  # 6 convs, then the flattened features (layer 6)
     assert df[df.metric == "grad_norm"].layer.nunique() == 9  # 6 convs + 3 linears
     assert df[df.metric == "rank_torch"].value.max() <= 16
+
+
+def test_probe_layers_may_name_the_pooled_features():
+    """VGG/ResNet forward_features have depth + 1 entries; probe.layers validates against that count."""
+    base = ["model=vgg_mini", "data=prototypes", "data.shape=[3,16,16]", "optim.epochs=0"]
+    cfg = config.compose("train", [*base, "probe.layers=[6]"])
+    train.validate(cfg)
+    assert train.feature_layers(cfg) == cfg.model.depth + 1 == 7
+    with pytest.raises(ConfigError, match=r"probe\.layers"):
+        train.validate(config.compose("train", [*base, "probe.layers=[7]"]))
+    assert train.feature_layers(config.compose("train", ["model=mlp"])) == config.compose("train", []).model.depth

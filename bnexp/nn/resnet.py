@@ -106,6 +106,10 @@ class ResNet(nn.Module):
     ResNet-50.
     """
 
+    # forward_features has depth + 1 entries: the last is the pooled features (the "last hidden layer"), so
+    # probe.layers may name indices up to model.depth
+    EXTRA_FEATURE_LAYERS = 1
+
     def __init__(
         self,
         d_in: int,

@@ -102,6 +102,10 @@ class VGG(nn.Module):
     construction. ``weight_layers()`` = [conv_0, …, conv_{depth−1}, fc_1, fc_2, fc_3] (19 for VGG19).
     """
 
+    # forward_features has depth + 1 entries: the last is the pooled features (the "last hidden layer"), so
+    # probe.layers may name indices up to model.depth
+    EXTRA_FEATURE_LAYERS = 1
+
     def __init__(
         self,
         d_in: int,
