@@ -27,8 +27,9 @@ For each replicate r (seed = cfg.seed + r) it builds the data and the model and 
   Log points: ``optim.log_every = null`` → after every epoch, step = epoch; ``optim.log_every = k`` → every
   k optimiser steps and after the last, step = iteration (run.json notes ``step_unit``). ``train_*`` are
   running means over the minibatches since the previous log point (train mode, weights changing, weighted by
-  batch size); ``test_*`` are eval-mode passes over the test set. Step 0: both come from eval-mode passes over
-  the full sets before training (as the depth paper's code). Eval passes run in chunks of
+  batch size); ``test_*`` are eval-mode passes over the test set. Step 0: both come from passes over the full sets
+  before training with batch statistics (torch BN's running statistics are still their initial values then).
+  Passes run in chunks of
   ``data.batch_size`` (norms without running statistics — bn_theory, bn_center — normalise with each chunk's
   statistics, as in training). With ``optim.lr_grid`` every replicate is trained at each learning rate from
   the same initial weights and only the run with the lowest final training loss is written, with rows ``lr``,

@@ -11,7 +11,9 @@ last log point, and turns each log point into rows ``(seed, step, layer, metric,
   over the full test set; and the probe (``bnexp.probe``) on the fixed probe batch in train mode, BN running
   statistics saved and restored: representation metrics, ``loss``, ``grad_norm`` per weight layer,
   ``weight_<metric>`` per weight layer and, with ``probe.alignment``, ``grad_alignment`` and
-  ``grad_cosine_full``. Step 0: ``train_*`` and ``test_*`` are eval-mode passes over the full sets.
+  ``grad_cosine_full``. Step 0: ``train_*`` and ``test_*`` are passes over the full sets with batch statistics
+  (torch BN's running statistics are still mean 0, variance 1 before training; eval mode would measure the
+  network without its normalisation).
 * one device → host transfer per log point (``probe.values_to_rows``); nothing in the step loop syncs.
 
 Devices and precision (:func:`precision_plan`, ``runtime.amp``): the dataset is resident on the device; on CUDA
@@ -45,7 +47,7 @@ from bnexp import data
 from bnexp.errors import ConfigError, choose
 from bnexp.nn.norms import BatchNormCenter, BatchNormNoCenter, BatchNormTheory
 from bnexp.optim import OptimSpec, epoch_batches, make_optimizer, make_scheduler
-from bnexp.probe import ProbeSpec, probe, values_to_rows
+from bnexp.probe import ProbeSpec, dropout_off, preserved_buffers, probe, values_to_rows
 
 __all__ = ["AMP_SETTINGS", "Precision", "Trainer", "check_amp", "evaluate", "float32_norms", "precision_plan",
            "rng_state", "set_rng_state", "train_seed"]
@@ -136,21 +138,35 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 # ------------------------------------------------------------------------------------------------ evaluation
 
 
+def chunks(n: int, size: int, *, merge_single: bool = False) -> list[tuple[int, int]]:
+    """``[start, stop)`` ranges of ``size`` covering ``range(n)``; with ``merge_single`` a last range of one sample
+    joins the one before (batch statistics of a single sample are undefined)."""
+    bounds = [(start, min(start + size, n)) for start in range(0, n, size)]
+    if merge_single and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int,
-             precision: Precision = Precision()) -> tuple[Tensor, Tensor]:
+             precision: Precision = Precision(), *, batch_statistics: bool = False) -> tuple[Tensor, Tensor]:
     """(mean cross-entropy, accuracy) of ``model`` on ``(x, y)`` in eval mode, in chunks of ``batch_size``
     (norms without running statistics normalise each chunk with its own statistics, as in training).
 
+    ``batch_statistics``: instead, every norm normalises each chunk with the chunk's statistics (train mode,
+    running statistics restored after, dropout off). Used before training, when torch BN's running statistics
+    are still their initial mean 0 and variance 1 and eval mode would measure a network without normalisation.
     Returns 0-d float64 tensors on the device (no host sync); the model's mode is restored.
     """
     was_training = model.training
-    model.eval()
+    model.train(batch_statistics)
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     correct = torch.zeros((), dtype=torch.float64, device=x.device)
-    with torch.no_grad(), _autocast(x.device, precision):
-        for start in range(0, len(x), batch_size):
-            logits = model(_layout(x[start : start + batch_size], precision))
-            yb = y[start : start + batch_size]
+    keep = preserved_buffers(model) if batch_statistics else contextlib.nullcontext()
+    quiet = dropout_off(model) if batch_statistics else contextlib.nullcontext()
+    with torch.no_grad(), keep, quiet, _autocast(x.device, precision):
+        for start, stop in chunks(len(x), batch_size, merge_single=batch_statistics):
+            logits = model(_layout(x[start:stop], precision))
+            yb = y[start:stop]
             loss_sum += F.cross_entropy(logits, yb, reduction="sum").to(torch.float64)
             correct += (logits.argmax(1) == yb).sum()
     model.train(was_training)
@@ -214,12 +230,14 @@ class Trainer:
         return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
 
     def initial_rows(self) -> list[Row]:
-        """Step 0: the probe, and ``train_*`` / ``test_*`` from eval-mode passes over the full sets."""
+        """Step 0: the probe, and ``train_*`` / ``test_*`` from passes over the full sets with batch statistics
+        (chunks of ``batch_size``; before training torch BN's running statistics are mean 0, variance 1, and an
+        eval-mode pass would measure the network without its normalisation)."""
         with self._measuring():
             self.model.train()  # probes use batch statistics, as in every paper
             items = probe(self.model, self.x_probe, self.y_probe, self.spec)
             for prefix, xs, ys in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
-                loss, acc = evaluate(self.model, xs, ys, self.batch_size, self.precision)
+                loss, acc = evaluate(self.model, xs, ys, self.batch_size, self.precision, batch_statistics=True)
                 items += [(None, f"{prefix}_loss", loss), (None, f"{prefix}_acc", acc)]
         return values_to_rows(items, self.seed, 0)
 

@@ -585,3 +585,33 @@ def test_probe_measures_with_dropout_off_and_leaves_the_mode_alone():
     want = {(layer, name): float(v) for layer, name, v in probe.probe(without, x, y, spec)}
     assert got == pytest.approx(want, rel=1e-6)
     assert with_dropout.training and all(m.training for m in with_dropout.modules())
+
+
+def test_chunks_cover_every_sample_and_never_leave_one_alone_under_batch_statistics():
+    assert trainer.chunks(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert trainer.chunks(9, 4) == [(0, 4), (4, 8), (8, 9)]
+    assert trainer.chunks(9, 4, merge_single=True) == [(0, 4), (4, 9)]
+    assert trainer.chunks(1, 4, merge_single=True) == [(0, 1)]
+
+
+def test_step_zero_losses_use_batch_statistics_not_initial_running_statistics():
+    """Before training torch BN's running statistics are (0, 1): an eval-mode pass would measure the network
+    without normalisation. Step 0 must match a train-mode pass (buffers untouched), not an eval-mode one."""
+    torch.manual_seed(0)
+    model = MLP(d_in=8, width=16, depth=6, d_out=3, norm="bn_torch", act="relu").double()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.mul_(4.0)  # far from unit scale: eval mode with running stats (0, 1) differs a lot
+    x, y = torch.randn(40, 8, dtype=torch.float64), torch.randint(3, (40,))
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+    loss, _ = trainer.evaluate(model, x, y, 20, batch_statistics=True)
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in buffers.items())  # measuring changed nothing
+    model.train()
+    with torch.no_grad():
+        want = sum(F.cross_entropy(model(x[i:i + 20]), y[i:i + 20], reduction="sum") for i in (0, 20)) / 40
+    assert float(loss) == pytest.approx(float(want), rel=1e-12)
+    model.load_state_dict({**model.state_dict(), **buffers})
+    eval_loss, _ = trainer.evaluate(model, x, y, 20)
+    assert abs(float(eval_loss) - float(loss)) > 0.1
