@@ -132,7 +132,9 @@ def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device
         resumed = state if state is not None and state["replicate"] == r else None
         held: list[list[Row]] = resumed["held"] if resumed else [[] for _ in grid]
         finals: list[float | None] = list(resumed["finals"]) if resumed else [None] * len(grid)
-        initial: dict[str, Tensor] = {}  # the replicate's pre-trained state, shared by its grid points
+        # the replicate's pre-trained state, shared by its grid points (in the checkpoint: a resumed run does not
+        # pre-train again)
+        initial: dict[str, Tensor] = dict(resumed.get("initial") or {}) if resumed else {}
         for g in range(resumed["grid_index"] if resumed else 0, len(grid)):
             is_resumed = resumed is not None and g == resumed["grid_index"]
             model = build(seed, d_in)
@@ -156,12 +158,13 @@ def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device
                     writer.append(rows)
 
             def on_epoch_end(t: Trainer, r: int = r, g: int = g, held: list[list[Row]] = held,
-                             finals: list[float | None] = finals) -> None:
+                             finals: list[float | None] = finals, initial: dict[str, Tensor] = initial) -> None:
                 if path is None or not (t.epoch % every == 0 or t.epoch == optim.epochs):
                     return
                 checkpoint.save(path, {
                     "key": run_key(cfg), "device": device.type, "precision": precision.describe(),
                     "replicate": r, "grid_index": g, "held": held, "finals": finals, "notes": notes,
+                    "initial": initial,
                     "trainer": t.state_dict(), "rng": rng_state(device), "csv_bytes": writer.tell(),
                 })
 

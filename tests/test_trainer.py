@@ -565,7 +565,9 @@ def test_pretraining_runs_once_per_replicate_before_step_0_and_resumes(outputs, 
         _kill_at(m, 0, 1, 1)
         with pytest.raises(Killed):
             results.execute(cfg, train.run)
-    directory, _ = results.execute(cfg, train.run)  # grid point 2 pre-trains again: the same state
+    calls.clear()
+    directory, _ = results.execute(cfg, train.run)  # grid point 2 starts from the checkpointed pre-trained state
+    assert calls == []
     assert (directory / "metrics.csv").read_bytes() == (clean_dir / "metrics.csv").read_bytes()
 
 
