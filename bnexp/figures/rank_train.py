@@ -253,9 +253,9 @@ def claims_breaking(frames, scale):
 
 BREAKING_RECIPE = (
     "The paper gives no training recipe; ours (the spec's default): SGD lr 0.01, momentum 0, batch 128, no "
-    "augmentation, per-channel normalisation, 77 epochs of 390 batches ≈ 30 000 iterations, logged every 500 "
-    "iterations; 5 seeds. 'BN w/o centering' is a real uncentred BN, x/sqrt(mean_B(x²)+eps)·γ+β (the released "
-    "code's variant did not remove the centring in training). Asymmetric init: every conv/linear weight "
+    "augmentation, per-channel normalisation, 77 epochs of 390 batches = 30 030 iterations, logged every 390 "
+    "iterations (each epoch); 5 seeds. 'BN w/o centering' is a real uncentred BN, x/sqrt(mean_B(x²)+eps)·γ+β "
+    "(the released code's variant did not remove the centring in training). Asymmetric init: every conv/linear weight "
     "U(0, 2/√fan_in), biases torch_default. Rank: torch matrix_rank (float32) of the last hidden features on a "
     "fixed probe batch, in train mode with the BN running statistics restored after. Quick: {mini} on synthetic "
     "3×16×16 class-prototype images (10 classes), batch 64, lr 0.1 (at 0.01 the mini nets barely move in 200 "
