@@ -34,6 +34,13 @@ def choose(key: str, value: Any, registry: Iterable[Any]) -> Any:
     return value
 
 
+def check_bool(key: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (YAML true/false), else raise :class:`ConfigError`."""
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, (True, False))
+    return value
+
+
 def check_int(key: str, value: Any, minimum: int = 1) -> int:
     """``value`` as an int if it is an integer (not a bool) ≥ ``minimum``, else :class:`ConfigError`."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:

@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 from bnexp import checkpoint, data
 from bnexp.optim import OptimSpec
 from bnexp.probe import ProbeSpec
-from bnexp.trainer import Precision, Trainer, rng_state, set_rng_state, train_seed
+from bnexp.trainer import Precision, Trainer, forked_rng, pretrain_seeded, rng_state, set_rng_state, train_seed
 
 __all__ = ["choose_lr", "train_all"]
 
@@ -94,13 +94,13 @@ def _resume_state(writer, cfg: DictConfig, device: torch.device, precision: Prec
 
 
 def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device, dtype: torch.dtype,
-              spec: ProbeSpec, optim: OptimSpec, precision_of: Callable[[nn.Module], Precision],
+              spec: ProbeSpec, optim: OptimSpec, precision_of: Callable[[int], Precision],
               build: Callable[[int, int], nn.Module],
               probe_batch: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
               prepare: Callable[[nn.Module, Tensor, Tensor, int], dict] | None = None) -> None:
     """Train every replicate (and grid point) of ``cfg``, appending rows to ``writer`` (module docstring).
 
-    ``build(seed, d_in)`` makes the replicate's model on the device, ``precision_of(model)`` its precision plan,
+    ``build(seed, d_in)`` makes the replicate's model on the device, ``precision_of(d_in)`` the precision plan,
     ``probe_batch(x_train, y_train)`` the fixed probe batch, ``prepare`` (optional) pre-trains a fresh model.
     """
     from bnexp.results import run_key
@@ -116,7 +116,7 @@ def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device
     first = data.make_dataset(cfg.data, seeds[0], device, dtype)
     d_in, n_train = first[0][0].numel(), len(first[0])
     last_step = optim.epochs if optim.log_every is None else optim.epochs * optim.steps(n_train, batch, drop_last)
-    precision = precision_of(build(seeds[0], d_in))  # depends on the model class and device only
+    precision = precision_of(d_in)  # depends on the model class and device only
     writer.note(precision=precision.describe(), step_unit="epoch" if optim.log_every is None else "iteration")
     state = _resume_state(writer, cfg, device, precision) if path is not None else None
     notes: dict[str, dict] = {k: dict(v) for k, v in state["notes"].items()} if state is not None else {}
@@ -140,9 +140,7 @@ def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device
             model = build(seed, d_in)
             if prepare is not None and not is_resumed:  # a resumed model comes from the checkpoint
                 if not initial:
-                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                        torch.manual_seed(train_seed(seed) + 1)
-                        stats = prepare(model, split[0], split[1], seed)
+                    stats = pretrain_seeded(prepare, model, split[0], split[1], seed, device)
                     initial.update({k: v.detach().clone() for k, v in model.state_dict().items()})
                     notes.setdefault("pretrain", {})[str(seed)] = stats
                     writer.note(pretrain=notes["pretrain"])
@@ -168,8 +166,7 @@ def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device
                     "trainer": t.state_dict(), "rng": rng_state(device), "csv_bytes": writer.tell(),
                 })
 
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(train_seed(seed))
+            with forked_rng(device, train_seed(seed)):
                 if is_resumed:
                     trainer.load_state_dict(resumed["trainer"])
                     set_rng_state(resumed["rng"], device)

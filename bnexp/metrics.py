@@ -233,12 +233,9 @@ def orthogonality_gap(h: Tensor) -> Tensor:
 
     Scale invariant; 0 iff the samples are orthogonal with equal norms. nan for a zero H.
     """
-    h, bad = _prepare(h, scale_free=True)
-    n = h.shape[-2]
-    g = h @ h.mT  # (..., n, n)
-    c = g / _trace(g)[..., None, None]
-    eye = torch.eye(n, dtype=h.dtype, device=h.device)
-    return _mask(torch.linalg.matrix_norm(c - eye / n), bad)
+    c = normalized_gram(h)  # (..., n, n), trace 1; nan slices stay nan
+    n = c.shape[-1]
+    return torch.linalg.matrix_norm(c - torch.eye(n, dtype=c.dtype, device=c.device) / n)
 
 
 def isometry_gap(h: Tensor) -> Tensor:

@@ -96,7 +96,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from bnexp import data, metrics
-from bnexp.errors import ConfigError, check_int, check_number, choose
+from bnexp.errors import ConfigError, check_bool, check_int, check_number, choose
 
 __all__ = ["PRETRAINERS", "inv_rank", "inv_sqrt_rank", "pretrain", "validate"]
 
@@ -154,10 +154,7 @@ def _key(name: str) -> str:
 
 
 def _check_bool(cfg: DictConfig, key: str) -> bool:
-    value = cfg.get(key)
-    if not isinstance(value, bool):
-        raise ConfigError(_key(key), value, "must be true or false")
-    return value
+    return check_bool(_key(key), cfg.get(key))
 
 
 def validate(cfg: DictConfig | None) -> None:

@@ -56,7 +56,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
 from bnexp import metrics
-from bnexp.errors import ConfigError, check_int, check_number
+from bnexp.errors import ConfigError, check_bool, check_int, check_number
 
 __all__ = [
     "POINTS",
@@ -118,20 +118,16 @@ class ProbeSpec:
         check_number("probe.tau", tau, 0.0, 1.0)
         top_k = check_int("probe.top_k", cfg.get("top_k"), 1)
         tol = check_number("probe.rank_tol", cfg.get("rank_tol"), 0.0, open_lo=True)
-        if not isinstance(cfg.get("grad_norms"), bool):
-            raise ConfigError("probe.grad_norms", cfg.get("grad_norms"), (True, False))
+        check_bool("probe.grad_norms", cfg.get("grad_norms"))
         batches = check_int("probe.batches", cfg.get("batches", 1), 1)
-        if not isinstance(cfg.get("input", False), bool):
-            raise ConfigError("probe.input", cfg.get("input"), (True, False))
+        check_bool("probe.input", cfg.get("input", False))
         weight_names = cfg.get("weight_metrics", [])
         if not isinstance(weight_names, (list, tuple, ListConfig)):
             raise ConfigError("probe.weight_metrics", weight_names, "a list of metric names, e.g. [isometry_gap]")
         for name in weight_names:
             if name not in metrics.MEASURES:
                 raise ConfigError("probe.weight_metrics", name, metrics.MEASURES)
-        alignment = cfg.get("alignment", False)
-        if not isinstance(alignment, bool):
-            raise ConfigError("probe.alignment", alignment, (True, False))
+        alignment = check_bool("probe.alignment", cfg.get("alignment", False))
         samples = check_int("probe.alignment_samples", cfg.get("alignment_samples", 32), 2)
         return cls(metrics=tuple(names), point=cfg.point, layers=layers, grad_norms=cfg.grad_norms, tau=float(tau),
                    top_k=int(top_k), rank_tol=float(tol), batches=int(batches), input=bool(cfg.get("input", False)),
@@ -268,13 +264,14 @@ def _frobenius64(g: Tensor, batch_dims: int = 0) -> Tensor:
     return scale.reshape(g.shape[:batch_dims]) * torch.linalg.vector_norm(g / scale, dim=dims)
 
 
-def grad_norms(model: nn.Module, loss: Tensor) -> Tensor:
+def grad_norms(model: nn.Module, loss: Tensor, *, retain_graph: bool = False) -> Tensor:
     """‖∂loss/∂W_k‖_F (float64, shape (K,)) for the weights of ``model.weight_layers()``, in that order.
 
     Uses ``torch.autograd.grad``: the parameters' ``.grad`` are not touched. Biases are not included.
+    ``retain_graph`` keeps the graph for a later backward (the probe's alignment).
     """
     weights = [module.weight for module in model.weight_layers()]
-    return _norms_of(torch.autograd.grad(loss, weights, allow_unused=True), weights)
+    return _norms_of(torch.autograd.grad(loss, weights, allow_unused=True, retain_graph=retain_graph), weights)
 
 
 def _norms_of(grads: Sequence[Tensor | None], weights: Sequence[Tensor]) -> Tensor:
@@ -336,14 +333,9 @@ def probe(model: nn.Module, x: Tensor, y: Tensor, spec: ProbeSpec, *, weights: b
     try:
         with preserved_buffers(model), dropout_off(model), torch.set_grad_enabled(spec.grad_norms or spec.alignment):
             logits, features = model.forward_features(x)
-            loss = F.cross_entropy(logits, y)
-            losses = F.cross_entropy(logits, y, reduction="none") if spec.alignment else None
-            if spec.grad_norms:
-                weights_ = [module.weight for module in model.weight_layers()]
-                grads = torch.autograd.grad(loss, weights_, allow_unused=True, retain_graph=spec.alignment)
-                norms = _norms_of(grads, weights_)
-            else:
-                norms = None
+            losses = F.cross_entropy(logits, y, reduction="none")
+            loss = losses.mean()
+            norms = grad_norms(model, loss, retain_graph=spec.alignment) if spec.grad_norms else None
             aligned = _alignment_items(model, captured[-1], losses, spec.alignment_samples) if spec.alignment else []
     finally:
         if hook is not None:

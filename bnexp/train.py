@@ -58,7 +58,7 @@ point. CPU runs are reproducible: the same config gives the same metrics.csv byt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -67,12 +67,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from bnexp import batched, data, fit, metrics, runtime
-from bnexp.errors import ConfigError, check_int, check_number, choose
+from bnexp.errors import ConfigError, check_bool, check_int, check_number, choose
 from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, init_weights
 from bnexp.optim import OPTIMIZERS, OptimSpec
 from bnexp.probe import ProbeSpec, probe, values_to_rows
 from bnexp.runtime import DTYPES, check_threads, resolve_device
-from bnexp.trainer import check_amp, evaluate, is_conv, precision_plan, train_seed
+from bnexp.trainer import check_amp, evaluate, is_conv, precision_plan, pretrain_seeded
 
 __all__ = ["OPTIMIZERS", "choose_threads", "evaluate", "make_model", "run", "validate"]
 
@@ -123,8 +123,7 @@ def validate(cfg: DictConfig) -> None:
     device = resolve_device(section.get("device", "auto"), "train")
     precision_plan(device.type, DTYPES[cfg.dtype], check_amp(section.get("amp", "auto")), conv=False)
     check_int("runtime.checkpoint_every", section.get("checkpoint_every", 1), 1)
-    if not isinstance(section.get("keep_checkpoint", False), bool):
-        raise ConfigError("runtime.keep_checkpoint", section.get("keep_checkpoint"), (True, False))
+    check_bool("runtime.keep_checkpoint", section.get("keep_checkpoint", False))
     if cfg.get("pretrain") is not None:
         from bnexp import pretrain
 
@@ -169,6 +168,13 @@ def make_model(cfg: DictConfig, d_in: int, n_classes: int, seed: int, device: to
     return model.to(device)
 
 
+def _is_conv(cfg: DictConfig, d_in: int, n_classes: int, dtype: torch.dtype) -> bool:
+    """Whether ``cfg.model`` has convolutions (channels_last on CUDA), read off a copy built on the meta device:
+    no memory, no weights drawn."""
+    with torch.device("meta"):
+        return is_conv(_construct(cfg, d_in, n_classes, 0, dtype))
+
+
 def _construct(cfg: DictConfig, d_in: int, n_classes: int, seed: int, dtype: torch.dtype) -> nn.Module:
     """make_model's first half: the module on the CPU in ``dtype``, construction draws from the ``model`` stream
     (uses torch's global generator: not thread-safe)."""
@@ -184,26 +190,6 @@ def _construct(cfg: DictConfig, d_in: int, n_classes: int, seed: int, dtype: tor
 def _initialise(cfg: DictConfig, model: nn.Module, seed: int) -> None:
     """make_model's second half: the ``cfg.init`` weights from the seed's own generator (thread-safe)."""
     init_weights(model, cfg.init.name, gain=cfg.init.get("gain", 1.0), generator=torch.Generator().manual_seed(seed))
-
-
-def make_models(cfg: DictConfig, d_in: int, n_classes: int, seeds: Sequence[int], device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float64, workers: int = 1) -> list[nn.Module]:
-    """``[make_model(cfg, d_in, n_classes, s, device, dtype) for s in seeds]``, the same numbers, with the weight
-    initialisations (QR per layer for orthogonal) on ``workers`` threads while the next model is constructed.
-    Call with torch's intra-op threads at 1 (small QRs and draws are slower split over threads)."""
-    if workers <= 1 or len(seeds) <= 1:
-        return [make_model(cfg, d_in, n_classes, s, device, dtype) for s in seeds]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        jobs = []
-        for s in seeds:
-            model = _construct(cfg, d_in, n_classes, s, dtype)
-            jobs.append((model, pool.submit(_initialise, cfg, model, s)))
-        for _, job in jobs:
-            job.result()
-    return [model.to(device) for model, _ in jobs]
-
-
-# ------------------------------------------------------------------------------------------------ engine
 
 
 def _probe_batches(cfg: DictConfig, x_train: Tensor, y_train: Tensor, count: int) -> list[tuple[Tensor, Tensor]]:
@@ -239,9 +225,7 @@ def _measure_replicate(cfg: DictConfig, seed: int, device: torch.device, dtype: 
     model = make_model(cfg, x_train[0].numel(), int(cfg.data.n_classes), seed, device, dtype)
     prepare = _pretrainer(cfg)
     if prepare is not None:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(train_seed(seed) + 1)
-            stats = prepare(model, x_train, y_train, seed)
+        stats = pretrain_seeded(prepare, model, x_train, y_train, seed, device)
         done = dict(getattr(writer, "info", {}).get("pretrain") or {})
         writer.note(pretrain={**done, str(seed): stats})
     probes = _probe_batches(cfg, x_train, y_train, spec.batches)
@@ -347,7 +331,8 @@ def run(cfg: DictConfig, writer) -> None:
             n_classes = int(cfg.data.n_classes)
             fit.train_all(
                 cfg, writer, seeds=seeds, device=device, dtype=dtype, spec=spec, optim=optim,
-                precision_of=lambda model: precision_plan(device.type, dtype, amp, is_conv(model)),
+                precision_of=lambda d_in: precision_plan(device.type, dtype, amp,
+                                                         _is_conv(cfg, d_in, n_classes, dtype)),
                 build=lambda seed, d_in: make_model(cfg, d_in, n_classes, seed, device, dtype),
                 probe_batch=lambda x, y: _probe_batches(cfg, x, y, 1)[0], prepare=_pretrainer(cfg))
             return

@@ -38,7 +38,6 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -117,8 +116,25 @@ def float32_norms(model: nn.Module) -> list:
 def train_seed(seed: int) -> int:
     """The seed of torch's global generator while replicate ``seed`` trains: a child of its ``shuffle`` stream
     (independent of the data, shuffle, model and weight draws)."""
-    state = np.random.SeedSequence([int(seed), data.STREAMS["shuffle"], 1]).generate_state(1, np.uint64)[0]
-    return int(state) >> 1
+    return data.derive_seed(seed, "shuffle", 1)
+
+
+@contextlib.contextmanager
+def forked_rng(device: torch.device, seed: int | None = None):
+    """torch's global generators (the CPU's and, on CUDA, the device's) forked for the block, restored on exit;
+    seeded with ``seed`` when given."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
+
+
+def pretrain_seeded(prepare, model: nn.Module, x_train: Tensor, y_train: Tensor, seed: int,
+                    device: torch.device) -> dict:
+    """``prepare(model, x_train, y_train, seed)`` (pre-training) with torch's global generator seeded from
+    replicate ``seed`` (``train_seed(seed) + 1``) in a fork: it never shifts the training stream."""
+    with forked_rng(device, train_seed(seed) + 1):
+        return prepare(model, x_train, y_train, seed)
 
 
 def rng_state(device: torch.device) -> dict:
@@ -227,7 +243,7 @@ class Trainer:
     def _measuring(self):
         """Measurements draw from a fork of torch's global generator (dropout in a train-mode probe), so that
         what is measured never changes the training run's random stream."""
-        return torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+        return forked_rng(self.device)
 
     def initial_rows(self) -> list[Row]:
         """Step 0: the probe, and ``train_*`` / ``test_*`` from passes over the full sets with batch statistics

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bnexp import data
+from bnexp import data, optim
 from bnexp.config import compose
 from bnexp.errors import ConfigError
 
@@ -93,12 +93,15 @@ def test_probe_batch_is_the_first_training_samples():
 
 
 def test_minibatches_cover_a_seeded_permutation():
-    batches = list(data.minibatches(10, 4, torch.Generator().manual_seed(0)))
+    def epoch(drop_last=False):
+        return list(optim.epoch_batches(10, 4, torch.Generator().manual_seed(0), "cpu", "shuffle", 3, drop_last))
+
+    batches = epoch()
     assert [len(b) for b in batches] == [4, 4, 2]
     assert sorted(torch.cat(batches).tolist()) == list(range(10))
-    again = list(data.minibatches(10, 4, torch.Generator().manual_seed(0)))
+    again = epoch()
     assert all(torch.equal(a, b) for a, b in zip(batches, again))
-    dropped = list(data.minibatches(10, 4, torch.Generator().manual_seed(0), drop_last=True))
+    dropped = epoch(drop_last=True)
     assert [len(b) for b in dropped] == [4, 4]
 
 

@@ -28,7 +28,7 @@ construction), so that e.g. the input batch and the first weight matrix never sh
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from numbers import Real
 
 import torch
@@ -37,9 +37,9 @@ from torch import Tensor
 
 from bnexp.data import synthetic, vision
 from bnexp.data.base import STREAMS, Source, Split, check_int_key, check_optional_int, derive_seed
-from bnexp.errors import ConfigError, check_int
+from bnexp.errors import ConfigError, check_int, choose
 
-__all__ = ["DATASETS", "STREAMS", "Source", "derive_seed", "make_dataset", "minibatches", "normalization",
+__all__ = ["DATASETS", "STREAMS", "Source", "derive_seed", "make_dataset", "normalization",
            "probe_batch", "repeat_samples", "validate"]
 
 # Config ``data.name`` → source.
@@ -100,8 +100,7 @@ def _normalize(x: Tensor, stats: tuple[tuple[float, ...], tuple[float, ...]] | N
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for an unknown ``data.name`` or an impossible ``data.*`` value, and (real
     datasets) for files that are missing where no download will be tried."""
-    if cfg.get("name") not in DATASETS:
-        raise ConfigError("data.name", cfg.get("name"), DATASETS)
+    choose("data.name", cfg.get("name"), DATASETS)
     source = DATASETS[cfg.name]
     source.check(cfg)
     batch = check_int_key(cfg, "batch_size", 1)
@@ -159,15 +158,3 @@ def probe_batch(x_train: Tensor, y_train: Tensor, batch_size: int,
         key, value = ("data.batch_size", batch_size) if distinct is None else ("data.distinct", distinct)
         raise ConfigError(key, value, f"must be <= the {len(x_train)} training samples")
     return repeat_samples(x_train[:k], batch_size // k), repeat_samples(y_train[:k], batch_size // k)
-
-
-def minibatches(n: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu",
-                *, drop_last: bool = False) -> Iterator[Tensor]:
-    """Index tensors of one epoch: a permutation of ``range(n)`` drawn from ``generator`` (CPU, so the
-    order is the same on every device), cut into chunks of ``batch_size``; the last one may be partial
-    unless ``drop_last``."""
-    order = torch.randperm(n, generator=generator).to(device)
-    for start in range(0, n, batch_size):
-        if drop_last and start + batch_size > n:
-            return
-        yield order[start : start + batch_size]

@@ -18,9 +18,10 @@ Split = tuple[Tensor, Tensor, Tensor, Tensor]  # x_train (n, ...), y_train (n,),
 STREAMS = {"data": 1, "shuffle": 2, "model": 3, "pretrain": 4}
 
 
-def derive_seed(seed: int, stream: str) -> int:
-    """An independent 63-bit seed for the named stream (``STREAMS``) of replicate ``seed``."""
-    state = np.random.SeedSequence([int(seed), STREAMS[stream]]).generate_state(1, np.uint64)[0]
+def derive_seed(seed: int, stream: str, *child: int) -> int:
+    """An independent 63-bit seed for the named stream (``STREAMS``) of replicate ``seed`` (``child``: a
+    sub-stream of it, e.g. the trainer's global generator under ``shuffle``)."""
+    state = np.random.SeedSequence([int(seed), STREAMS[stream], *child]).generate_state(1, np.uint64)[0]
     return int(state) >> 1
 
 

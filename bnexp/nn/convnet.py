@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from bnexp.errors import ConfigError, check_int
+from bnexp.errors import ConfigError, check_int, choose
 from bnexp.nn.activations import make_activation
 from bnexp.nn.norms import make_norm
 
@@ -63,10 +63,8 @@ class ConvNet(nn.Module):
                               f"must divide the input size {d_in} (inputs are (n, in_channels, H, W))")
         if kernel % 2 == 0:
             raise ConfigError("model.kernel", kernel, "an odd kernel size (stride 1 keeps the spatial size)")
-        if order not in ORDERS:
-            raise ConfigError("model.order", order, ORDERS)
-        if padding_mode not in PADDINGS:
-            raise ConfigError("model.padding_mode", padding_mode, PADDINGS)
+        choose("model.order", order, ORDERS)
+        choose("model.padding_mode", padding_mode, PADDINGS)
         self.order, self.in_channels = order, in_channels
         self.conv = nn.ModuleList(
             nn.Conv2d(in_channels if l == 0 else width, width, kernel, padding=kernel // 2,

@@ -21,7 +21,7 @@ import math
 
 from torch import Tensor, nn
 
-from bnexp.errors import ConfigError, check_int
+from bnexp.errors import ConfigError, check_int, choose
 from bnexp.nn.activations import gain_schedule, make_activation
 from bnexp.nn.convnet import ConvNet
 from bnexp.nn.norms import make_norm
@@ -95,8 +95,7 @@ class MLP(_Network):
         _check_size("model.width", width)
         _check_size("model.depth", depth)
         _check_size("model.d_out", d_out, allow_none=True)
-        if order not in ORDERS:
-            raise ConfigError("model.order", order, ORDERS)
+        choose("model.order", order, ORDERS)
         self.order = order
         self.fc = nn.ModuleList(nn.Linear(d_in if l == 0 else width, width, bias=bias) for l in range(depth))
         self.norm = nn.ModuleList(make_norm(norm, width, **(norm_kwargs or {})) for _ in range(depth))
