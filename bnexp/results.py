@@ -134,6 +134,21 @@ def _fmt(value: Any) -> Any:
     return "" if value is None else (repr(float(value)) if isinstance(value, float) else value)
 
 
+class MemoryWriter:
+    """The writer interface of the engines (``append(rows)``, ``note(**fields)``) kept in memory: ``rows`` and
+    ``info``. For running an engine from Python without a run directory (tests, benchmarks)."""
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+        self.info: dict = {}
+
+    def append(self, rows) -> None:
+        self.rows.extend(rows)
+
+    def note(self, **fields) -> None:
+        self.info.update(fields)
+
+
 class RunWriter:
     """Writes one run directory: ``config.yaml``, ``run.json`` and an appendable ``metrics.csv``.
 

@@ -34,23 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import torch.nn.functional as F
 
-from bnexp import batched, config, data, train
+from bnexp import batched, config, data, results, train
 from bnexp.runtime import DTYPES
 
 DEFAULT_THREADS = torch.get_num_threads()
 PAPER_DEPTHS = (5, 10, 20, 50, 100, 200, 500, 1000)
-
-
-class Writer:
-    def __init__(self):
-        self.rows: list[tuple] = []
-        self.info: dict = {}
-
-    def append(self, rows):
-        self.rows.extend(rows)
-
-    def note(self, **fields):
-        self.info.update(fields)
 
 
 def overrides(d: int, depth: int, seeds: int, init: str, dtype: str) -> list[str]:
@@ -75,8 +63,8 @@ def plain(cfg) -> list[list[float]]:
     return out
 
 
-def bnexp_run(cfg) -> Writer:
-    writer = Writer()
+def bnexp_run(cfg) -> results.MemoryWriter:
+    writer = results.MemoryWriter()
     train.run(cfg, writer)
     return writer
 
@@ -118,7 +106,7 @@ def init_bnexp(cfg) -> None:
     with_threads(1, build)
 
 
-def check_same(plain_norms: list[list[float]], writer: Writer) -> float:
+def check_same(plain_norms: list[list[float]], writer: results.MemoryWriter) -> float:
     """Largest relative difference between the two ways' gradient norms (they must agree)."""
     worst = 0.0
     for seed, _, layer, metric, value in writer.rows:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bnexp import batched, config, data, metrics, probe, train
+from bnexp import batched, config, data, metrics, probe, results, train
 from bnexp.errors import ConfigError
 from bnexp.runtime import DTYPES
 
@@ -36,16 +36,7 @@ CONFIGS = {
 }
 
 
-class FakeWriter:
-    def __init__(self):
-        self.rows: list[tuple] = []
-        self.info: dict = {}
-
-    def append(self, rows):
-        self.rows.extend(rows)
-
-    def note(self, **fields):
-        self.info.update(fields)
+FakeWriter = results.MemoryWriter
 
 
 def _cfg(*overrides: str):

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import json
+from figure_checks import reproduce_and_check
 
-from bnexp import cli, figures
+from bnexp import figures
 
 
 def test_tableE1_at_smoke_scale_and_claims_hold(outputs, capsys):
-    code = cli.main(["reproduce", "depth/tableE1", "--scale", "smoke"])
-    out = capsys.readouterr().out
-    fig = figures.get("depth/tableE1")
-    stem = fig.output_stem()
-    assert stem.with_suffix(".png").stat().st_size > 1000 and stem.with_suffix(".pdf").exists()
-    record = json.loads(stem.with_suffix(".claims.json").read_text())
-    assert record["scale"] == "smoke" and record["caption"] == fig.caption and len(record["claims"]) == 3
-    failing = [c for c in record["claims"] if not c["passed"]]
-    assert not failing, f"{failing}\n{out}"
-    assert code == 0
+    record = reproduce_and_check(["depth/tableE1"], capsys)["depth/tableE1"]
+    assert len(record["claims"]) == 3
+    stem = figures.get("depth/tableE1").output_stem()
     table = stem.with_suffix(".md").read_text()
     assert "float32 Gram" in table and "exact (float64 X)" in table and "n=512" in table
-    # plotting again reads only the saved runs and gives the same claims
-    assert cli.main(["plot", "depth/tableE1", "--scale", "smoke"]) == 0
-    assert json.loads(stem.with_suffix(".claims.json").read_text()) == record
 
 
 def test_paper_and_quick_scales_name_their_data():

@@ -3,9 +3,8 @@ claims asserted (ortho/table1 reads the runs of ortho/fig2b, so they form one gr
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from figure_checks import reproduce_and_check
 
 from bnexp import cli, figures
 
@@ -20,24 +19,7 @@ def test_groups_cover_the_random_matrix_figures():
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g[0])
 def test_reproduce_at_smoke_scale_and_claims_hold(group, outputs, capsys):
-    code = cli.main(["reproduce", *group, "--scale", "smoke"])
-    out = capsys.readouterr().out
-    records = {}
-    for fig_id in group:
-        fig = figures.get(fig_id)
-        stem = fig.output_stem()
-        assert stem.with_suffix(".png").stat().st_size > 1000 and stem.with_suffix(".pdf").exists()
-        record = records[fig_id] = json.loads(stem.with_suffix(".claims.json").read_text())
-        assert record["scale"] == "smoke" and record["caption"] == fig.caption and record["claims"]
-        assert all(isinstance(c["passed"], bool) for c in record["claims"])
-        failing = [c for c in record["claims"] if not c["passed"]]
-        assert not failing, f"{fig_id}: {failing}\n{out}"
-        if fig.table is not None:
-            assert stem.with_suffix(".csv").exists() and stem.with_suffix(".md").exists()
-    assert code == 0
-    # plotting again reads only the saved CSVs and gives the same claims
-    assert cli.main(["plot", group[0], "--scale", "smoke"]) == 0
-    assert json.loads(figures.get(group[0]).output_stem().with_suffix(".claims.json").read_text()) == records[group[0]]
+    reproduce_and_check(group, capsys)
 
 
 def test_table1_quotes_the_paper_and_adds_a_measured_row(outputs):

@@ -6,11 +6,10 @@ figures' quick-scale statements (the rank_markov spec's assertions), computed fr
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from figure_checks import reproduce_and_check
 
-from bnexp import cli, figures
+from bnexp import figures
 
 GROUPS = [
     ["rank/fig1", "markov/fig5"],
@@ -29,17 +28,7 @@ def test_groups_cover_every_training_figure_of_the_rank_papers():
 
 @pytest.mark.parametrize("group", GROUPS, ids=lambda g: g[0])
 def test_reproduce_at_smoke_scale_and_claims_hold(group, outputs, capsys):
-    code = cli.main(["reproduce", *group, "--scale", "smoke"])
-    out = capsys.readouterr().out
-    for fig_id in group:
-        fig = figures.get(fig_id)
-        stem = fig.output_stem()
-        assert stem.with_suffix(".png").stat().st_size > 1000, out
-        record = json.loads(stem.with_suffix(".claims.json").read_text())
-        assert record["scale"] == "smoke" and record["claims"]
-        failing = [c for c in record["claims"] if not c["passed"]]
-        assert not failing, f"{fig_id}: {failing}\n{out}"
-    assert code == 0
+    reproduce_and_check(group, capsys)
 
 
 def test_paper_scale_configs_are_the_papers_setups():

@@ -17,16 +17,7 @@ SMALL = ["model.depth=3", "model.width=16", "data.dim=8", "data.n_train=64", "da
          "data.batch_size=12", "runtime.progress=false"]
 
 
-class FakeWriter:
-    def __init__(self):
-        self.rows: list[tuple] = []
-        self.info: dict = {}
-
-    def append(self, rows):
-        self.rows.extend(rows)
-
-    def note(self, **fields):
-        self.info.update(fields)
+FakeWriter = results.MemoryWriter
 
 
 def _cfg(*overrides: str):

@@ -21,16 +21,7 @@ SMALL = ["model.depth=3", "model.width=16", "data.dim=8", "data.n_train=64", "da
          "data.batch_size=12", "runtime.progress=false", "probe.metrics=[rank_lower_bound]"]
 
 
-class FakeWriter:
-    def __init__(self):
-        self.rows: list[tuple] = []
-        self.info: dict = {}
-
-    def append(self, rows):
-        self.rows.extend(rows)
-
-    def note(self, **fields):
-        self.info.update(fields)
+FakeWriter = results.MemoryWriter
 
 
 def _cfg(*overrides: str):
@@ -617,3 +608,10 @@ def test_step_zero_losses_use_batch_statistics_not_initial_running_statistics():
     model.load_state_dict({**model.state_dict(), **buffers})
     eval_loss, _ = trainer.evaluate(model, x, y, 20)
     assert abs(float(eval_loss) - float(loss)) > 0.1
+
+
+@pytest.mark.parametrize(("model", "conv"), [("mlp", False), ("resmlp", False), ("convnet", True), ("vgg19", True),
+                                             ("resnet50", True)])
+def test_conv_models_are_recognised_without_building_them(model, conv):
+    cfg = config.compose("train", [f"model={model}"])
+    assert train._is_conv(cfg, 3 * 32 * 32, 10, torch.float32) is conv
