@@ -61,3 +61,18 @@ def check_number(key: str, value: Any, lo: float = -math.inf, hi: float = math.i
             rule = f"must be a number in {'(' if open_lo else '['}{lo:g}, {hi:g}]"
         raise ConfigError(key, value, rule)
     return float(value)
+
+
+class CorruptRun(RuntimeError):
+    """A run directory's files cannot be trusted (a truncated or damaged ``metrics.csv``, an unreadable
+    ``run.json``), or a figure's saved output cannot be read. The message names the file, what is wrong
+    with it, and how to get a sound one back (``remedy``; by default: delete the run and rerun it)."""
+
+    def __init__(self, path: Any, problem: str, remedy: str | None = None):
+        from pathlib import Path
+
+        self.path, self.problem = Path(path), problem
+        if remedy is None:
+            remedy = (f"Delete the run and make it again: `rm -r {self.path.parent}`, then rerun the "
+                      "`bnexp reproduce`/`bnexp sweep` that made it (it recomputes only the missing run)")
+        super().__init__(f"{self.path}: {problem}. {remedy}")

@@ -18,7 +18,9 @@ flattened config (``chain.width``, ``model.depth``, ...).
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
+import io
 import json
 import os
 import platform
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,9 +39,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 import bnexp
+from bnexp.errors import CorruptRun
 
 COLUMNS = ("seed", "step", "layer", "metric", "value")
 CHECKPOINT = "checkpoint.pt"  # a training engine's resumable state in a run directory (bnexp.checkpoint)
+LOCK = ".lock"  # held (flock) by the process computing a run: two sweeps never compute one run twice
 # Sections of a config that do not change what a run computes: excluded from its key.
 KEY_EXCLUDED = ("paths", "runtime", "hydra")
 # Keys of the data section that say where inputs are read from, not what they are: excluded from the key too.
@@ -83,11 +88,22 @@ def run_dir(cfg: DictConfig, root: Path | None = None) -> Path:
     return root / "runs" / str(cfg.exp_name) / run_key(cfg)
 
 
-def read_status(directory: Path) -> dict | None:
-    """The parsed ``run.json`` of a run directory, or None if there is none (or it is unreadable)."""
+def read_status(directory: Path, *, strict: bool = False) -> dict | None:
+    """The parsed ``run.json`` of a run directory, or None if there is none or it is unreadable (a run to
+    compute again). ``strict`` (when reading results) raises :class:`~bnexp.errors.CorruptRun` instead."""
+    path = Path(directory) / "run.json"
     try:
-        return json.loads((Path(directory) / "run.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        info = json.loads(path.read_text())
+        if not isinstance(info, dict):
+            raise ValueError(f"holds a {type(info).__name__}, not an object")
+        return info
+    except FileNotFoundError:
+        if strict:
+            raise CorruptRun(path, "is missing") from None
+        return None
+    except (OSError, ValueError) as err:
+        if strict:
+            raise CorruptRun(path, f"is unreadable ({err})") from None
         return None
 
 
@@ -228,27 +244,87 @@ class RunWriter:
         return False
 
 
+class RunLock:
+    """An exclusive ``flock`` on ``<run dir>/.lock``, held while a process computes that run.
+
+    The kernel releases it when the holder exits, however it exits (``kill -9`` included), so a lock is never
+    stale: a second sweep into the same outputs directory waits for the run instead of computing it again,
+    then finds it done. (On a shared file system without working ``flock`` the ``run.json`` pid/host check in
+    :func:`execute` still keeps a live run on the same host from being started twice.)
+    """
+
+    def __init__(self, directory: Path):
+        self.path = Path(directory) / LOCK
+        self._fd: int | None = None
+
+    def acquire(self, *, blocking: bool) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
 def execute(cfg: DictConfig, engine: Callable[[DictConfig, RunWriter], None], *, device: str = "cpu",
-            force: bool = False) -> tuple[Path, str]:
+            force: bool = False, on_wait: Callable[[Path, dict | None], None] | None = None) -> tuple[Path, str]:
     """Run ``engine(cfg, writer)`` in the run directory of ``cfg`` unless that run is already done.
 
-    Returns ``(directory, outcome)`` with outcome ``"skipped"`` (done before, or running in a live
-    process) or ``"done"``. A run left ``running`` by a dead process, or ``failed``, is rerun from scratch —
-    unless its directory holds a training checkpoint (``CHECKPOINT``): then the writer keeps ``metrics.csv``
-    (``RunWriter.resume``) and the engine resumes from the checkpoint, truncating the rows written after it.
-    ``force`` always starts from scratch.
+    Returns ``(directory, outcome)`` with outcome ``"skipped"`` (done before, by us or by a process we waited
+    for) or ``"done"``; an engine error marks the run failed and is re-raised. The run's :class:`RunLock` is
+    held while it computes: if another process holds it, ``on_wait(directory, run.json)`` is called and this
+    one waits, then skips the run if the other finished it. A run left ``running`` by a dead process, or
+    ``failed``, is rerun from scratch — unless its directory holds a training checkpoint (``CHECKPOINT``):
+    then the writer keeps ``metrics.csv`` (``RunWriter.resume``) and the engine resumes from the checkpoint,
+    truncating the rows written after it. ``force`` always starts from scratch.
     """
     directory = run_dir(cfg)
-    info = read_status(directory)
-    if info and not force:
-        if info.get("status") == "done":
-            return directory, "skipped"
-        if info.get("status") == "running" and _process_alive(info) and info.get("pid") != os.getpid():
-            return directory, "skipped"
-    resume = bool(info) and not force and (directory / CHECKPOINT).exists() and (directory / "metrics.csv").exists()
-    with RunWriter(directory, cfg, device=device, resume=resume) as writer:
-        engine(cfg, writer)
+    if not force and is_done(directory):
+        return directory, "skipped"
+    lock = RunLock(directory)
+    if not lock.acquire(blocking=False):
+        if on_wait is not None:
+            on_wait(directory, read_status(directory))
+        lock.acquire(blocking=True)
+    try:
+        info = read_status(directory)
+        if info and not force:
+            if info.get("status") == "done":
+                return directory, "skipped"
+            if info.get("status") == "running" and _process_alive(info) and info.get("pid") != os.getpid():
+                return directory, "skipped"  # a live run on this host whose lock we could not see (no flock)
+        resume = (bool(info) and not force and (directory / CHECKPOINT).exists()
+                  and (directory / "metrics.csv").exists())
+        with RunWriter(directory, cfg, device=device, resume=resume) as writer:
+            engine(cfg, writer)
+    finally:
+        lock.release()
     return directory, "done"
+
+
+def run_state(directory: Path) -> str:
+    """``done``, ``failed``, ``running`` (a live process holds the run), ``interrupted`` (left running by a
+    process that is gone) or ``missing`` (no ``run.json``)."""
+    info = read_status(directory)
+    if not info:
+        return "missing"
+    status = info.get("status")
+    if status == "running":
+        lock = RunLock(directory)
+        if lock.acquire(blocking=False):
+            lock.release()
+            return "running" if _process_alive(info) else "interrupted"
+        return "running"
+    return status if status in ("done", "failed") else "missing"
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -267,16 +343,73 @@ def flatten(container: Mapping, prefix: str = "") -> dict[str, Any]:
 
 def run_config(directory: Path) -> dict[str, Any]:
     """The flattened resolved config of a run directory."""
-    cfg = OmegaConf.load(Path(directory) / "config.yaml")
+    path = Path(directory) / "config.yaml"
+    try:
+        cfg = OmegaConf.load(path)
+    except FileNotFoundError:
+        raise CorruptRun(path, "is missing") from None
+    except Exception as err:  # YAML errors of every kind: the file is damaged
+        raise CorruptRun(path, f"is unreadable ({' '.join(str(err).split())[:200]})") from None
     return flatten(OmegaConf.to_container(cfg, resolve=True))
 
 
-def read_metrics(directory: Path) -> pd.DataFrame:
-    """``metrics.csv`` of one run as a DataFrame with the schema columns (a partial file reads fine)."""
-    df = pd.read_csv(Path(directory) / "metrics.csv", dtype={"metric": str},
-                     keep_default_na=False, na_values={"value": ["nan", "NaN"], "layer": [""]})
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+def read_metrics(directory: Path, *, partial_ok: bool = False) -> pd.DataFrame:
+    """``metrics.csv`` of one run as a DataFrame with the schema columns, checked row by row.
+
+    A file that does not end with a newline was cut in the middle of a row; a row with the wrong number of
+    fields, an empty seed/step/metric or a value that is not a number is damage. Either raises
+    :class:`~bnexp.errors.CorruptRun` naming the file. ``partial_ok`` (for a run still being written) drops
+    an unfinished last row instead.
+    """
+    path = Path(directory) / "metrics.csv"
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CorruptRun(path, f"cannot be read ({err.strerror or err})") from None
+    if data and not data.endswith(b"\n"):
+        if not partial_ok:
+            last = data.rsplit(b"\n", 1)[-1].decode(errors="replace")
+            raise CorruptRun(path, f"ends in the middle of a row ({last!r}): the file is truncated")
+        data = data[: data.rfind(b"\n") + 1]
+    header = data.split(b"\n", 1)[0].decode(errors="replace").strip()
+    if header != ",".join(COLUMNS):
+        raise CorruptRun(path, f"has the header {header!r}, expected {','.join(COLUMNS)!r}")
+    try:
+        with warnings.catch_warnings():  # a row with extra fields is only a ParserWarning to pandas
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(io.BytesIO(data), dtype={"seed": "int64", "step": "int64", "metric": str, "value": str},
+                             keep_default_na=False, na_values={"layer": [""]}, index_col=False,
+                             on_bad_lines="error")
+        value = df["value"]
+        if (value == "").any() or (df["metric"] == "").any():
+            raise ValueError("empty field")
+        df["value"] = pd.to_numeric(value.mask(value.str.lower().isin(("nan", "-nan"))), errors="raise")
+        df["layer"] = pd.to_numeric(df["layer"])
+    except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning):
+        # the fast reader says no: find the first bad row for the message
+        raise CorruptRun(path, _first_bad_row(data)) from None
     return df
+
+
+def _first_bad_row(data: bytes) -> str:
+    """Where and how ``metrics.csv`` (as bytes) breaks the schema, for the error message (slow; errors only)."""
+    lines = data.decode(errors="replace").splitlines()
+    for number, fields in enumerate(csv.reader(lines[1:]), start=2):
+        problem = None
+        if len(fields) != len(COLUMNS):
+            problem = f"has {len(fields)} fields, expected {len(COLUMNS)}"
+        else:
+            seed, step, layer, metric, value = fields
+            try:
+                int(seed), int(step), (layer == "" or int(float(layer)))
+                if not metric:
+                    problem = "has no metric name"
+                float(value)
+            except ValueError:
+                problem = "has a field that is not a number where the schema needs one"
+        if problem:
+            return f"row {number} ({','.join(fields)!r}) {problem}: the file is damaged"
+    return "does not parse as the metrics schema"
 
 
 def load_runs(directories: Sequence[Path]) -> pd.DataFrame:
@@ -286,7 +419,7 @@ def load_runs(directories: Sequence[Path]) -> pd.DataFrame:
     """
     frames = []
     for directory in directories:
-        df = read_metrics(directory)
+        df = read_metrics(directory, partial_ok=read_status(directory, strict=True).get("status") != "done")
         for name, value in run_config(directory).items():
             name = f"base_{name}" if name in COLUMNS else name
             df[name] = [value] * len(df) if isinstance(value, tuple) else value
@@ -313,8 +446,8 @@ def load(exp: str, filters: Mapping[str, Any] | None = None, *, root: Path | Non
         info = read_status(directory)
         if not info or (info.get("status") != "done" and not include_unfinished):
             continue
-        if not (directory / "metrics.csv").exists():
-            continue
+        if info.get("status") != "done" and not (directory / "metrics.csv").exists():
+            continue  # an unfinished run that has written nothing yet
         config = run_config(directory)
         if all(_matches(config.get(k), v) for k, v in wanted.items()):
             directories.append(directory)
@@ -327,3 +460,19 @@ def _matches(actual: Any, wanted: Any) -> bool:
     if isinstance(actual, float) and isinstance(wanted, (int, float)):
         return actual == float(wanted)
     return actual == wanted
+
+
+def run_metadata(directories: Sequence[Path]) -> dict[str, Any]:
+    """Where and how runs were made, from their ``run.json``: count, total wall time, devices, torch
+    versions, git commits and hosts (each a sorted list of the distinct values), first start and last end."""
+    infos = [read_status(d) or {} for d in directories]
+
+    def distinct(get) -> list[str]:
+        return sorted({str(v) for v in map(get, infos) if v is not None})
+
+    starts, ends = distinct(lambda i: i.get("start")), distinct(lambda i: i.get("end"))
+    return {"n_runs": len(infos), "wall_s": round(sum(float(i.get("wall_s") or 0) for i in infos), 1),
+            "devices": distinct(lambda i: i.get("device")),
+            "torch": distinct(lambda i: (i.get("versions") or {}).get("torch")),
+            "git_commits": distinct(lambda i: i.get("git_commit")), "hosts": distinct(lambda i: i.get("host")),
+            "start": starts[0] if starts else None, "end": ends[-1] if ends else None}

@@ -9,6 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from bnexp import results
+from bnexp.errors import CorruptRun
 
 
 def _cfg(width=8, **extra):
@@ -84,3 +85,50 @@ def test_load_joins_flattened_config_and_filters(outputs):
     assert math.isinf(grad.value.iloc[0]) and math.isnan(grad.value.iloc[1])  # inf/nan survive the CSV
     assert grad.layer.tolist() == [1, 2] and only[only.metric == "r"].layer.isna().all()
     assert results.load("nothing").empty
+
+
+@pytest.mark.parametrize(("damage", "needle"), [
+    (lambda text: text[:-7], "ends in the middle of a row"),  # cut inside the last row
+    (lambda text: text.replace("\r\n1,1,,r,", "\r\n1,1,,", 1), "has 4 fields, expected 5"),
+    (lambda text: text + "0,9,,r,1.0,7\r\n", "has 6 fields"),
+    (lambda text: text + "0,9,,r,0.5x\r\n", "not a number"),
+    (lambda text: text + "0,9,,,0.5\r\n", "has no metric name"),
+    (lambda text: "seed,step,metric\r\n", "has the header"),
+])
+def test_a_damaged_metrics_csv_is_an_error_naming_the_file(outputs, damage, needle):
+    directory, _ = results.execute(_cfg(outputs=str(outputs)), _engine)
+    path = directory / "metrics.csv"
+    path.write_bytes(damage(path.read_bytes().decode()).encode())
+    with pytest.raises(CorruptRun) as err:
+        results.load("toy")
+    text = str(err.value)
+    assert str(path) in text and needle in text and f"rm -r {directory}" in text
+
+
+def test_an_unfinished_run_reads_up_to_its_last_whole_row(outputs):
+    directory, _ = results.execute(_cfg(outputs=str(outputs)), _engine)
+    path = directory / "metrics.csv"
+    path.write_bytes(path.read_bytes()[:-7])  # a run being written stops mid-row
+    info = results.read_status(directory)
+    info["status"] = "running"
+    (directory / "run.json").write_text(json.dumps(info))
+    assert results.load("toy").empty  # unfinished runs are not results
+    assert len(results.load("toy", include_unfinished=True)) == 7  # the whole rows of one that is
+
+
+def test_plot_and_report_name_the_damaged_run_and_how_to_redo_it(outputs, capsys):
+    from bnexp import cli, figures
+
+    assert cli.main(["reproduce", "rank/fig9", "--scale", "smoke"]) == 0
+    directory = next((outputs / "runs" / "rank_regularity").iterdir())
+    path = directory / "metrics.csv"
+    path.write_bytes(path.read_bytes()[:-3])
+    capsys.readouterr()
+    assert cli.main(["plot", "rank/fig9", "--scale", "smoke"]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and f"rm -r {directory}" in err and "truncated" in err
+    claims = figures.get("rank/fig9").output_stem().with_suffix(".claims.json")
+    claims.write_text(claims.read_text()[:40])
+    assert cli.main(["report"]) == 1
+    err = capsys.readouterr().err
+    assert str(claims) in err and "bnexp plot rank/fig9" in err

@@ -121,7 +121,7 @@ def find(spec: Vision, root: Path) -> Path | None:
     return next((d for d in spec.candidates(root) if _has_files(spec, d)), None)
 
 
-def _download(spec: Vision, root: Path) -> str:
+def download(spec: Vision, root: Path) -> str:
     """Try torchvision's download into ``root``; '' on success, else the reason."""
     import torchvision.datasets
 
@@ -153,7 +153,7 @@ def locate(cfg: DictConfig, *, allow_download: bool = True) -> Path:
         raise DatasetNotFound(spec, root, "off (data.download=false)")
     if not allow_download:  # validation: the download is attempted when the run starts
         return root
-    reason = _download(spec, root)
+    reason = download(spec, root)
     found = find(spec, root)
     if found is None:
         raise DatasetNotFound(spec, root, reason or "finished, but the files are still missing")
@@ -169,13 +169,20 @@ def check_available(cfg: DictConfig) -> None:
 
 
 def _read_idx(path: Path, reader) -> Tensor:
-    """One IDX file through torchvision's reader; ``.gz`` is decompressed to a temporary file first."""
-    if path.is_file():
-        return reader(str(path))
-    with gzip.open(f"{path}.gz", "rb") as src, tempfile.NamedTemporaryFile(suffix=".idx") as tmp:
-        shutil.copyfileobj(src, tmp, 1 << 24)
-        tmp.flush()
-        return reader(tmp.name)
+    """One IDX file through torchvision's reader; ``.gz`` is decompressed to a temporary file first. A file
+    the reader cannot parse raises ValueError naming it (torchvision's own check is a bare assert)."""
+    source = path if path.is_file() else Path(f"{path}.gz")
+    try:
+        if path.is_file():
+            return reader(str(path))
+        with gzip.open(source, "rb") as src, tempfile.NamedTemporaryFile(suffix=".idx") as tmp:
+            shutil.copyfileobj(src, tmp, 1 << 24)
+            tmp.flush()
+            return reader(tmp.name)
+    except Exception as err:
+        detail = f"{type(err).__name__}{': ' + str(err) if str(err) else ''}"
+        raise ValueError(f"{source} is not a readable IDX file ({detail}); replace it with the dataset's "
+                         "original file") from err
 
 
 def _read_cifar(directory: Path, names: list[str]) -> tuple[Tensor, Tensor]:
