@@ -32,6 +32,6 @@ def test_reproduce_at_smoke_scale_and_claims_hold(group, outputs, capsys):
     reproduce_and_check(group, capsys)
     # the report page lists the plotted figures with their claims
     assert cli.main(["report"]) == 0
-    page = (outputs / "report.html").read_text()
+    page = (outputs / "report" / "index.html").read_text()
     for fig_id in group:
-        assert f"id='{fig_id}'" in page and "claims pass" in page
+        assert f"<section id='{fig_id.replace('/', '-')}'>" in page and "<table class=claims>" in page

@@ -14,6 +14,7 @@ import math
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -137,22 +138,47 @@ class Figure:
             raise ConfigError("--scale", scale, list(self.runs))
         return self.runs[scale]
 
-    def status(self, scale: str) -> tuple[dict[str, list[Path]], list[tuple[str, list[str]]]]:
-        """(run directories present per grid name, missing runs as (grid name, overrides))."""
-        present: dict[str, list[Path]] = {}
-        missing: list[tuple[str, list[str]]] = []
+    def run_states(self, scale: str) -> list[tuple[str, list[str], Path, str]]:
+        """Every run of the figure at ``scale``: (grid name, overrides, run directory, state), the state as
+        :func:`bnexp.results.run_state` gives it (done, running, failed, interrupted, missing)."""
+        out = []
         for name, grid in self.grids(scale).items():
-            present[name] = []
             for overrides, cfg in zip(grid.override_sets(), grid.configs()):
                 directory = results.run_dir(cfg)
-                if results.is_done(directory):
-                    present[name].append(directory)
-                else:
-                    missing.append((name, overrides))
+                out.append((name, overrides, directory, results.run_state(directory)))
+        return out
+
+    def status(self, scale: str) -> tuple[dict[str, list[Path]], list[tuple[str, list[str]]]]:
+        """(run directories present per grid name, missing runs as (grid name, overrides))."""
+        present: dict[str, list[Path]] = {name: [] for name in self.grids(scale)}
+        missing: list[tuple[str, list[str]]] = []
+        for name, overrides, directory, state in self.run_states(scale):
+            if state == "done":
+                present[name].append(directory)
+            else:
+                missing.append((name, overrides))
         return present, missing
+
+    def datasets(self, scale: str) -> list[str]:
+        """The real datasets (``data.name`` of a torchvision format) the runs at ``scale`` read."""
+        from bnexp.data import vision
+
+        names = {cfg.data.name for grid in self.grids(scale).values() for cfg in grid.configs()
+                 if "data" in cfg and cfg.data.get("name") in vision.SPECS}
+        return sorted(names)
 
     def commands(self, scale: str) -> list[str]:
         return [grid.command() for grid in self.grids(scale).values()]
+
+    def cost(self, scale: str) -> str:
+        """The expected cost of ``bnexp reproduce <id> --scale <scale>`` from scratch (``costs.yaml``)."""
+        return costs().get(self.id, {}).get(scale, "not estimated")
+
+    @property
+    def paper_caption(self) -> tuple[str, str]:
+        """(the paper's label, e.g. "Figure 3", and its caption, quoted) from ``paper_captions.yaml``."""
+        entry = paper_captions().get(self.id)
+        return (entry["label"], entry["caption"]) if entry else ("", "")
 
     def output_stem(self, root: Path | None = None) -> Path:
         root = results.outputs_root() if root is None else Path(root)
@@ -160,6 +186,24 @@ class Figure:
 
 
 REGISTRY: dict[str, Figure] = {}
+
+
+def _yaml(name: str) -> dict:
+    import yaml  # plain YAML (PyYAML, which Hydra needs): captions hold LaTeX that OmegaConf would interpolate
+
+    return yaml.safe_load(Path(__file__).with_name(name).read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def paper_captions() -> dict[str, dict[str, str]]:
+    """Every figure's caption in its paper, quoted: ``{id: {"label": ..., "caption": ...}}``."""
+    return _yaml("paper_captions.yaml")
+
+
+@lru_cache(maxsize=1)
+def costs() -> dict[str, dict[str, str]]:
+    """Every figure's expected cost per scale, measured or estimated: ``{id: {"quick": ..., "paper": ...}}``."""
+    return _yaml("costs.yaml")
 
 
 def register(*figures: Figure) -> None:
