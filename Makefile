@@ -7,12 +7,16 @@ STAMP  := $(VENV)/.installed
 # available the install falls back to whatever pair pip resolves.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 SCALE  ?= quick
+# Extra arguments of every `bnexp reproduce` the targets run, e.g. a launcher for a cluster:
+#   make paper REPRODUCE_ARGS="--launcher slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1"
+REPRODUCE_ARGS ?=
+BNEXP_REPRODUCE = $(BIN)/bnexp reproduce --scale $(SCALE)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv quick test lint bench bench-probe bench-train paper-fig3 report clean
+.PHONY: help venv quick paper data test lint bench bench-probe bench-train report clean
 
-help: ## list the targets
-	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+help: ## list the targets (figure targets: make <paper>-<fig> [SCALE=paper], with their expected cost)
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +27,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install bnexp with its dev tools
 
-quick: venv ## reproduce every figure at quick scale (offline, CPU, minutes), then write outputs/report.html
-	$(BIN)/bnexp reproduce all --scale $(SCALE); status=$$?; $(BIN)/bnexp report && exit $$status
+quick: venv ## every figure at quick scale (CPU, ≈ 12 min on 2 cores): gets its data, prints a summary, writes the report
+	-$(BIN)/bnexp data --scale $(SCALE)
+	$(BNEXP_REPRODUCE) all $(REPRODUCE_ARGS); status=$$?; $(BIN)/bnexp report && exit $$status
+
+paper: venv ## every figure at the paper's scale; resumable (run it again to go on); cluster: docs/cluster.md
+	-$(BIN)/bnexp data --scale paper
+	$(BIN)/bnexp reproduce all --scale paper $(REPRODUCE_ARGS); status=$$?; $(BIN)/bnexp report && exit $$status
+
+data: venv ## get the real datasets the SCALE figures need (Debian's package as root/sudo, else torchvision's download)
+	$(BIN)/bnexp data --scale $(SCALE)
 
 test: venv ## run the test suite
 	$(BIN)/pytest -q
@@ -41,11 +53,11 @@ bench-probe: venv ## init-time probe: seeds batched (vmap) vs a plain loop over 
 bench-train: venv ## trainer vs a plain DataLoader loop: images/s, ratio, logging overhead (CUDA part if present)
 	$(BIN)/python scripts/bench_train.py
 
-paper-fig3: venv ## rank/fig3 at the paper's scale (L = 10^6, d up to 256; see docs/performance.md)
-	$(BIN)/bnexp reproduce fig3 --scale paper
-
-report: venv ## one HTML page with every plotted figure and its claims
+report: venv ## outputs/report/index.html: every plotted figure, the paper's caption, claims, commands, run metadata
 	$(BIN)/bnexp report
 
 clean: ## remove generated outputs (keeps .venv)
-	rm -rf outputs/runs outputs/figures outputs/hydra outputs/report.html
+	rm -rf outputs/runs outputs/figures outputs/hydra outputs/report
+
+# One target per figure and per paper, generated from the figure registry (scripts/make_targets.py).
+include make/figures.mk
