@@ -149,11 +149,11 @@ def _first_line(err: BaseException) -> str:
 
 def summary_table(outcomes: Sequence[FigureOutcome]) -> str:
     """One line per figure: id, status, claims passed/total, wall time, the error's first line; then totals."""
-    lines = [f"{'figure':16s} {'status':8s} {'claims':>7s} {'wall':>8s}  error / what to do",
-             f"{'-' * 16} {'-' * 8} {'-' * 7} {'-' * 8}  {'-' * 20}"]
+    lines = [f"{'figure':16s} {'status':8s} {'claims':>7s} {'wall':>10s}  error / what to do",
+             f"{'-' * 16} {'-' * 8} {'-' * 7} {'-' * 10}  {'-' * 20}"]
     for o in outcomes:
         claims = f"{o.passed}/{o.total}" if o.total is not None else "-"
-        lines.append(f"{o.id:16s} {o.status:8s} {claims:>7s} {_duration(o.wall_s):>8s}  {o.error}")
+        lines.append(f"{o.id:16s} {o.status:8s} {claims:>7s} {_duration(o.wall_s):>10s}  {o.error}")
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "failed", "skipped")}
     passed = sum(o.passed or 0 for o in outcomes)
     total = sum(o.total or 0 for o in outcomes)

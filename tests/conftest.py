@@ -26,3 +26,15 @@ def _one_thread():
 @pytest.fixture
 def outputs(_outputs):
     return _outputs
+
+
+@pytest.fixture
+def broken_mnist(tmp_path):
+    """A data root whose MNIST files (the four IDX names) hold garbage: they pass the data check before a run,
+    and a run that reads them fails. For tests of what happens to a failing run."""
+    raw = tmp_path / "broken-data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"not an idx file")
+    return tmp_path / "broken-data"

@@ -22,16 +22,6 @@ GRID = ["+exp=rank_width", "chain.width=4,8", "chain.gamma=1,inf", "chain.depth=
         "chain.measure_every=10", "runtime.progress=false"]
 
 
-def _broken_mnist(root: Path) -> Path:
-    """MNIST's four IDX files with garbage inside: they pass the data check, and a run reading them fails."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
-        (raw / name).write_bytes(b"not an idx file")
-    return root
-
-
 def _failing_grid(root: Path) -> list[str]:
     """Two runs: one on a Gaussian batch (fine), one on the broken MNIST under ``root`` (fails when it reads the
     files)."""
@@ -66,9 +56,8 @@ def test_submitit_local_gives_the_basic_launchers_csvs(basic_csvs, tmp_path, cap
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
-def test_a_failing_job_is_reported_and_the_others_finish(launcher, tmp_path, capsys, monkeypatch):
-    root = _broken_mnist(tmp_path / "data")
-    grid = _failing_grid(root)
+def test_a_failing_job_is_reported_and_the_others_finish(launcher, tmp_path, capsys, monkeypatch, broken_mnist):
+    grid = _failing_grid(broken_mnist)
     code, text = _sweep(capsys, monkeypatch, tmp_path / "out", *grid, f"hydra/launcher={launcher}")
     assert code == 1, text
     states = sorted(results.run_state(d) for d in (tmp_path / "out" / "runs" / "init_depth").iterdir())
@@ -215,9 +204,8 @@ def test_slurm_sweep_gives_the_basic_csvs_logs_where_asked_and_runs_once(slurm, 
     assert len([p for p in logs.glob("*_*") if p.is_dir()]) == 4
 
 
-def test_slurm_reports_a_failing_job_and_finishes_the_others(slurm, tmp_path, capsys, monkeypatch):
-    root = _broken_mnist(tmp_path / "data")
-    code, text = _sweep(capsys, monkeypatch, tmp_path / "out", *_failing_grid(root),
+def test_slurm_reports_a_failing_job_and_finishes_the_others(slurm, tmp_path, capsys, monkeypatch, broken_mnist):
+    code, text = _sweep(capsys, monkeypatch, tmp_path / "out", *_failing_grid(broken_mnist),
                         *_slurm(slurm, tmp_path / "logs"))
     assert code == 1, text
     states = sorted(results.run_state(d) for d in (tmp_path / "out" / "runs" / "init_depth").iterdir())

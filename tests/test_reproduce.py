@@ -41,27 +41,17 @@ def _figure(fig_id, grid, plot=_plot, claims=_claims_ok):
     return Figure(fig_id, f"test figure {fig_id}", "a test figure", {"smoke": {"runs": grid}}, plot, claims)
 
 
-def _broken_mnist(root):
-    """MNIST's four IDX files under ``root`` with garbage inside: found by the data check, unreadable by a run."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
-        (raw / name).write_bytes(b"not an idx file")
-
-
 @pytest.fixture
-def test_figures(monkeypatch, tmp_path):
+def test_figures(monkeypatch, tmp_path, broken_mnist):
     """Five figures, registered for the test only: done, a failing claim, a failing plot, a failing run, and
     one that needs MNIST where there is none (and no download)."""
-    _broken_mnist(tmp_path / "broken")
     mnist = {"data": "mnist", "model.depth": 2, "model.width": 8, "data.batch_size": 8, "data.n_train": 8,
              "data.n_test": 8, "n_seeds": 1, "runtime.progress": False}
     figs = [
         _figure("test/ok", RunGrid("rank_width", TINY_CHAIN, {"chain.gamma": [1]})),
         _figure("test/claim", RunGrid("rank_width", TINY_CHAIN, {"chain.gamma": [1]}), claims=_claims_bad),
         _figure("test/plot", RunGrid("rank_width", TINY_CHAIN, {"chain.gamma": [1]}), plot=_plot_raises),
-        _figure("test/run", RunGrid("init_depth", {**mnist, "data.root": str(tmp_path / "broken")},
+        _figure("test/run", RunGrid("init_depth", {**mnist, "data.root": str(broken_mnist)},
                                     {"model.depth": [2], "norm": ["bn_torch", "none"]})),
         _figure("test/data", RunGrid("init_depth", {**mnist, "model.width": 6, "data.root": str(tmp_path / "none"),
                                                     "data.download": False}, {"norm": ["none"]})),

@@ -11,6 +11,7 @@ statement under an explicit tolerance. Figure modules (one per paper) register t
 from __future__ import annotations
 
 import math
+import os
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from omegaconf import OmegaConf
 
 from bnexp import config, results
 from bnexp.errors import ConfigError
@@ -61,8 +63,22 @@ class RunGrid:
         return [self.fixed_overrides() + combo for combo in config.expand_grid(self.full_grid())]
 
     def configs(self) -> list:
-        engine = config.experiment_engine(self.exp)
-        return [config.compose(engine, overrides) for overrides in self.override_sets()]
+        """The composed config of every run (read-only: they are shared between callers).
+
+        Composing takes tens of milliseconds a run and a reproduction asks for the same grids several times
+        (data check, run states, plot), so the configs are kept per grid and per environment (the outputs and
+        data roots and the config directory come from environment variables)."""
+        key = (self.command(), *(os.environ.get(v) for v in ("BNEXP_OUTPUTS", "BNEXP_DATA", "BNEXP_CONFIG_DIR")))
+        if key not in _COMPOSED:
+            engine = config.experiment_engine(self.exp)
+            composed = [config.compose(engine, overrides) for overrides in self.override_sets()]
+            for cfg in composed:
+                OmegaConf.set_readonly(cfg, True)
+            _COMPOSED[key] = composed
+        return _COMPOSED[key]
+
+
+_COMPOSED: dict[tuple, list] = {}  # RunGrid.configs, per grid command and environment
 
 
 @dataclass
