@@ -32,7 +32,9 @@ echo "$*" >> {log}
 case "$1" in
   update) touch {tmp_path}/updated; exit 0;;
   install)
-    if [ -n "$APT_NEEDS_UPDATE" ] && [ ! -e {tmp_path}/updated ]; then echo "E: Unable to locate package" >&2; exit 100; fi
+    if [ -n "$APT_NEEDS_UPDATE" ] && [ ! -e {tmp_path}/updated ]; then
+      echo "E: Unable to locate package" >&2; exit 100
+    fi
     mkdir -p {debian}
     for f in {' '.join(IDX)}; do printf x | gzip > {debian}/$f.gz; done;;
 esac
