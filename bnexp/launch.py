@@ -14,8 +14,10 @@ import logging
 import re
 import sys
 import time
+import traceback
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +69,7 @@ def hydra_main(config_name: str, args: Sequence[str], multirun: bool) -> None:
         except Exception as err:
             if not multirun:
                 raise
+            traceback.print_exc()  # the whole story goes to the job's log; run.json keeps the last line
             print(f"[bnexp] {cfg.exp_name}: failed: {_first_line(err)}", file=sys.stderr, flush=True)
             return None
 
@@ -86,24 +89,22 @@ def _first_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
-class _quiet_submitit:
+class _NoSacctNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Bypassing sacct error" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_submitit():
     """Hide submitit's "Bypassing sacct error ... status may be inaccurate" warnings while a sweep waits on
     Slurm: a cluster without an accounting database (a one-node test cluster) makes every poll print one, and
     submitit then reads each job's state from squeue and its result file, which is all a sweep needs."""
-
-    class _Filter(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "Bypassing sacct error" not in record.getMessage()
-
-    def __enter__(self):
-        self.logger = logging.getLogger("submitit")
-        self.filter = self._Filter()
-        self.logger.addFilter(self.filter)
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.logger.removeFilter(self.filter)
-        return False
+    logger, noise = logging.getLogger("submitit"), _NoSacctNoise()
+    logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        logger.removeFilter(noise)
 
 
 class _UserError(BaseException):
