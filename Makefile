@@ -31,7 +31,7 @@ quick: venv ## every figure at quick scale (CPU, ≈ 11 min on 2 cores): gets it
 	-$(BIN)/bnexp data --scale $(SCALE)
 	$(BNEXP_REPRODUCE) all $(REPRODUCE_ARGS); status=$$?; $(BIN)/bnexp report && exit $$status
 
-paper: venv ## every figure at the paper's scale; resumable (run it again to go on); cluster: docs/cluster.md
+paper: venv ## every figure at the paper's scale, resumable: init figures ≈ 1 h on 2 cores, training ≈ 25-50 GPU-h (docs/cluster.md)
 	-$(BIN)/bnexp data --scale paper
 	$(BIN)/bnexp reproduce all --scale paper $(REPRODUCE_ARGS); status=$$?; $(BIN)/bnexp report && exit $$status
 
