@@ -96,3 +96,21 @@ def test_bnexp_data_names_what_the_quick_figures_need(tmp_path, monkeypatch, cap
     assert cli.main(["data", "--no-apt", "--no-download", "--data-root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "fashion_mnist: not available" in out and "mnist:" not in out.replace("fashion_mnist", "")
+
+
+def test_where_apt_cannot_help_torchvisions_download_is_tried_once(tmp_path, monkeypatch):
+    calls = []
+
+    def download(spec, root):  # stands in for torchvision's download: puts the files where it would
+        calls.append((spec.name, root))
+        raw = root / "MNIST" / "raw"
+        raw.mkdir(parents=True)
+        for name in IDX:
+            (raw / name).write_bytes(b"x")
+        return ""
+
+    monkeypatch.setattr(vision, "download", download)
+    monkeypatch.setattr(obtain, "apt_prefix", lambda: pytest.fail("MNIST has no Debian package to try"))
+    lines = []
+    assert obtain.obtain("mnist", tmp_path, log=lines.append) == tmp_path / "MNIST" / "raw"
+    assert calls == [("mnist", tmp_path)] and "downloaded to" in lines[-1]
