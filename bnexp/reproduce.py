@@ -28,9 +28,7 @@ def plot_figure(fig, scale: str) -> dict:
     from bnexp import figures, plotting
     from bnexp.report import markdown_table
 
-    present, missing = fig.status(scale)
-    if missing:
-        raise figures.MissingRuns(fig, scale, missing)
+    present = figures.finished_runs(fig, scale)
     frames = {name: results.load_runs(dirs) for name, dirs in present.items()}
     figure = fig.plot(frames, scale)
     stem = fig.output_stem()

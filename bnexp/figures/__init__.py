@@ -269,11 +269,17 @@ def select(ids: Sequence[str]) -> list[Figure]:
     return list(unique.values())
 
 
-def frames_for(figure: Figure, scale: str) -> dict[str, pd.DataFrame]:
+def finished_runs(figure: Figure, scale: str) -> dict[str, list[Path]]:
+    """The run directories of every grid of ``figure`` at ``scale``; :class:`MissingRuns` if any is not done."""
     present, missing = figure.status(scale)
     if missing:
         raise MissingRuns(figure, scale, missing)
-    return {name: results.load_runs(dirs) for name, dirs in present.items()}
+    return present
+
+
+def frames_for(figure: Figure, scale: str) -> dict[str, pd.DataFrame]:
+    """The loaded runs of every grid of ``figure`` at ``scale``, as its plot and claims functions take them."""
+    return {name: results.load_runs(dirs) for name, dirs in finished_runs(figure, scale).items()}
 
 
 class MissingRuns(RuntimeError):
