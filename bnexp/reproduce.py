@@ -25,14 +25,15 @@ from bnexp.errors import ConfigError, CorruptRun
 
 def plot_figure(fig, scale: str) -> dict:
     """Plot ``fig`` from saved runs and check its claims; writes png, pdf and claims.json (returned)."""
-    from bnexp import figures, plotting
+    from bnexp import figures
+    from bnexp.figures import style
     from bnexp.report import markdown_table
 
     present = figures.finished_runs(fig, scale)
     frames = {name: results.load_runs(dirs) for name, dirs in present.items()}
     figure = fig.plot(frames, scale)
     stem = fig.output_stem()
-    paths = plotting.save(figure, stem)
+    paths = style.save(figure, stem)
     claims = fig.claims(frames, scale)
     record = {"id": fig.id, "title": fig.title, "scale": scale, "caption": fig.caption,
               "alias_of": fig.alias_of, "commands": fig.commands(scale),

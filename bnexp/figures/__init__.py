@@ -4,8 +4,11 @@ A :class:`Figure` names, for every scale (``smoke`` for tests, ``quick`` for a C
 the paper's sizes, seeds and run counts), the runs it reads as :class:`RunGrid` s (an experiment config plus
 overrides and a grid). ``plot`` turns the loaded runs into a matplotlib figure (mean and 95% CI over seeds);
 ``claims`` turns them into :class:`Claim` s: a number computed from our runs compared with the paper's
-statement under an explicit tolerance. Figure modules (one per paper) register their figures in
-:data:`REGISTRY`; ids are ``<paper>/<fig>``, and a bare ``figN`` means ``rank/figN``.
+statement under an explicit tolerance. Figure files (``bnexp/figures/<paper>/<family>.py``, one per family of
+figures) register their figures in :data:`REGISTRY` when imported; every module under this package is imported
+(:func:`all_figures`), so a new figure file needs no list. Ids are ``<paper>/<fig>``, and a bare ``figN`` means
+``rank/figN``. The shared pieces: :mod:`bnexp.figures.style` (the look of every choice), :mod:`bnexp.figures.stats`
+(selection and mean ± CI of loaded runs).
 """
 
 from __future__ import annotations
@@ -230,8 +233,13 @@ def register(*figures: Figure) -> None:
 
 
 def _load_modules() -> None:
-    # Imported for their side effect of registering figures; one module per paper.
-    from bnexp.figures import depth, depth_inputs, markov, ortho, ortho_nets, rank, rank_train  # noqa: F401
+    """Import every module of this package and its sub-packages (one per paper): a figure file registers its
+    figures when imported, so a new file is found without being listed anywhere."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.walk_packages(__path__, prefix=f"{__name__}."):
+        importlib.import_module(info.name)
 
 
 def all_figures() -> list[Figure]:

@@ -21,9 +21,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from bnexp import plotting
-from bnexp.figures import Claim, Figure, RunGrid, register
-from bnexp.figures.common import pick, seed_mean
+from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures.stats import pick, seed_mean
 
 BLUE, ORANGE, GREEN = "tab:blue", "tab:orange", "tab:green"
 ACT_LABEL = {"linear": "identity", "sin": "sin", "tanh": "tanh"}
@@ -69,7 +68,7 @@ def depth_profile(sub: pd.DataFrame) -> pd.Series:
 
 def depth_slope(profile: pd.Series) -> float:
     """Least-squares slope of the seed-mean curve against depth (per layer)."""
-    return plotting.fit_slope(profile.index.to_numpy(float), profile.to_numpy(float))[0]
+    return stats.fit_slope(profile.index.to_numpy(float), profile.to_numpy(float))[0]
 
 
 def explosion_rates(df: pd.DataFrame, layers, window: int = 10, by=()) -> pd.DataFrame:
@@ -99,7 +98,7 @@ def _depth_axes(ax, ylabel: str = "ln ‖∇_{W_1} L‖_F"):
 
 
 def _curve(ax, sub: pd.DataFrame, **style):
-    plotting.band(ax, plotting.summarize(sub, "model.depth"), "model.depth", marker=".", **style)
+    style.band(ax, stats.summarize(sub, "model.depth"), "model.depth", marker=".", **style)
 
 
 def _width(df: pd.DataFrame) -> int:
@@ -132,12 +131,12 @@ def theory_line(phi0: float, d: int, ells: np.ndarray) -> np.ndarray:
 
 def plot_fig1(frames, scale):
     df = isometry_curves(frames["runs"])
-    fig, axes = plotting.new_figure(width=4.4)
+    fig, axes = style.new_figure(width=4.4)
     ax = axes[0]
     for d, color in zip(sorted(df["model.width"].unique()), (BLUE, ORANGE)):
         sub = df[df["model.width"] == d]
-        s = plotting.summarize(sub, "ell")
-        plotting.band(ax, s, "ell", label=f"{int(d)}", color=color, marker="")
+        s = stats.summarize(sub, "ell")
+        style.band(ax, s, "ell", label=f"{int(d)}", color=color, marker="")
         ells = s["ell"].to_numpy(float)
         ax.plot(ells, theory_line(float(s["mean"].iloc[0]), int(d), ells), color=color, linestyle="--",
                 label=f"{int(d)} (theory)")
@@ -156,7 +155,7 @@ def claims_fig1(frames, scale):
         sub = df[df["model.width"] == d]
         mean = sub.groupby("ell")["value"].mean().sort_index()
         fit = mean[mean.index >= RATE_FIT_FROM]
-        rate = -plotting.fit_slope(fit.index.to_numpy(float), np.log(fit.to_numpy(float)))[0]
+        rate = -stats.fit_slope(fit.index.to_numpy(float), np.log(fit.to_numpy(float)))[0]
         rates[int(d)] = rate
         predicted = 2 / (d + 2)
         claims.append(Claim.within(f"d={int(d)}: per-layer decay rate of φ over 2/(d+2) (fit over ℓ ≥ "
@@ -195,7 +194,7 @@ FIG2_RUNS = _depth_runs("depth_degenerate", paper_grid={"data.distinct": [None, 
 
 def plot_fig2(frames, scale):
     df = frames["runs"]
-    fig, axes = plotting.new_figure(width=4.0)
+    fig, axes = style.new_figure(width=4.0)
     ax = axes[0]
     for distinct, color, label in ((None, BLUE, "Non-degenerate"), ("degenerate", ORANGE, "Degenerate")):
         sub = log_grad(df, 1)
@@ -246,7 +245,7 @@ FIG3_RUNS = _depth_runs("depth_init")
 
 def plot_fig3(frames, scale):
     df = frames["runs"]
-    fig, axes = plotting.new_figure(width=4.0)
+    fig, axes = style.new_figure(width=4.0)
     ax = axes[0]
     for init, color, label in (("orthogonal", BLUE, "Orthogonal"), ("xavier_normal", ORANGE, "Normal")):
         _curve(ax, log_grad(df, 1, init__name=init), color=color, label=label)
@@ -290,7 +289,7 @@ GAIN = 0.4
 
 def plot_fig5(frames, scale):
     df = frames["runs"]
-    fig, axes = plotting.new_figure(ncols=2, width=3.4)
+    fig, axes = style.new_figure(ncols=2, width=3.4)
     for ax, exponent, title in zip(axes, (0.0, GAIN), ("Without gain", "With gain")):
         for act in ("linear", "sin", "tanh"):
             sub = log_grad(df, 1, act__name=act, model__gain_exponent=exponent)
@@ -351,7 +350,7 @@ def last_isometry(df: pd.DataFrame, **eq) -> pd.DataFrame:
 
 def plot_figH5(frames, scale):
     df = frames["runs"]
-    fig, axes = plotting.new_figure(ncols=2, width=3.4)
+    fig, axes = style.new_figure(ncols=2, width=3.4)
     for act in ("linear", "sin", "tanh"):
         _curve(axes[0], log_grad(df, 1, act__name=act), color=ACT_COLOR[act], label=ACT_LABEL[act])
         _curve(axes[1], last_isometry(df, act__name=act), color=ACT_COLOR[act], label=ACT_LABEL[act])
@@ -409,7 +408,7 @@ FIGH6_RUNS = _depth_runs("depth_center")
 
 def plot_figH6(frames, scale):
     df = frames["runs"]
-    fig, axes = plotting.new_figure(width=4.0)
+    fig, axes = style.new_figure(width=4.0)
     for norm, color, label in (("bn_center", BLUE, "With"), ("bn_theory", ORANGE, "Without")):
         _curve(axes[0], log_grad(df, 0, norm__name=norm), color=color, label=label)
     _depth_axes(axes[0], "ln ‖∇_{W_0} L‖_F (fc_0)")
@@ -451,7 +450,7 @@ FIGJ1_RUNS = {
 
 def plot_figJ1(frames, scale):
     df = frames["runs"]
-    fig, axes = plotting.new_figure(width=4.0)
+    fig, axes = style.new_figure(width=4.0)
     for act in ("linear", "sin", "tanh"):
         _curve(axes[0], log_grad(df, 1, act__name=act), color=ACT_COLOR[act], label=ACT_LABEL[act])
     _depth_axes(axes[0])
@@ -509,18 +508,18 @@ def power_law(rates: pd.DataFrame) -> tuple[float, float]:
     """(c₁, c₂) of R ≈ c₁ α^{c₂}, least squares in log-log over the seed/layer-mean rates above FIT_MIN_RATE."""
     mean = rates.groupby("model.gain")["value"].mean()
     mean = mean[mean > FIT_MIN_RATE]
-    slope, intercept = plotting.fit_slope(np.log(mean.index.to_numpy(float)), np.log(mean.to_numpy(float)))
+    slope, intercept = stats.fit_slope(np.log(mean.index.to_numpy(float)), np.log(mean.to_numpy(float)))
     return math.exp(intercept), slope
 
 
 def plot_figF1(frames, scale):
     rates = gain_rates(frames["runs"], scale)
     c1, c2 = power_law(rates[rates["act.name"] == "sin"])
-    fig, axes = plotting.new_figure(ncols=2, width=3.4)
+    fig, axes = style.new_figure(ncols=2, width=3.4)
     for ax, act in zip(axes, ("sin", "tanh")):
         sub = rates[rates["act.name"] == act]
         for ell in sorted(sub["ell"].unique()):
-            plotting.band(ax, plotting.summarize(sub[sub["ell"] == ell], "model.gain"), "model.gain",
+            style.band(ax, stats.summarize(sub[sub["ell"] == ell], "model.gain"), "model.gain",
                           label=f"ℓ = {ell}", marker=".")
         alphas = np.linspace(sub["model.gain"].min(), sub["model.gain"].max(), 50)
         ax.plot(alphas, c1 * alphas**c2, "k--", label=f"{c1:.3f} α^{c2:.2f} (sin fit)")
@@ -579,11 +578,11 @@ def exponent_rates(df: pd.DataFrame) -> pd.DataFrame:
 
 def plot_figF2(frames, scale):
     rates = exponent_rates(frames["runs"])
-    fig, axes = plotting.new_figure(ncols=2, width=3.4)
+    fig, axes = style.new_figure(ncols=2, width=3.4)
     for ax, act in zip(axes, ("sin", "tanh")):
         sub = rates[rates["act.name"] == act]
         for depth in sorted(sub["model.depth"].unique()):
-            plotting.band(ax, plotting.summarize(sub[sub["model.depth"] == depth], "exponent"), "exponent",
+            style.band(ax, stats.summarize(sub[sub["model.depth"] == depth], "exponent"), "exponent",
                           label=f"{int(depth)}", marker=".")
         ax.set_xlabel("exponent")
         ax.set_ylabel(f"rate at ℓ = {F2_LAYER}")

@@ -12,9 +12,8 @@ import math
 
 import pandas as pd
 
-from bnexp import plotting
-from bnexp.figures import Claim, Figure, RunGrid, register
-from bnexp.figures.common import pick
+from bnexp.figures import Claim, Figure, RunGrid, register, style
+from bnexp.figures.stats import pick
 
 SIZES = [16, 32, 64, 128, 256, 512]
 SMOKE_SIZES = [16, 64, 512]
@@ -108,7 +107,7 @@ def tableE1(frames, scale) -> pd.DataFrame:
 
 def plot_tableE1(frames, scale):
     s = summary(frames)
-    fig, axes = plotting.new_figure(ncols=2, width=3.6)
+    fig, axes = style.new_figure(ncols=2, width=3.6)
     for ax, metric, title in ((axes[0], "rank_gram_float32", "float32 Gram rank (paper's)"),
                               (axes[1], "rank_np", "exact rank (float64 X)")):
         sizes = sorted(s.n.unique())

@@ -12,16 +12,14 @@ import math
 import numpy as np
 import pandas as pd
 
-from bnexp import plotting
-from bnexp.figures import Claim, Figure, RunGrid, rank, register
-from bnexp.figures.common import (
+from bnexp.figures import Claim, Figure, RunGrid, rank, register, stats, style
+from bnexp.figures.stats import (
     INF,
     fmt_gamma,
     layer_average,
     monotone_increments,
     pick,
     seed_mean,
-    single_panel,
 )
 
 # ----------------------------------------------------------------------------------------------- markov/fig1
@@ -36,13 +34,13 @@ FIG1_RUNS = {
 def plot_fig1(frames, scale):
     df = frames["chains"]
     gammas = sorted(df["chain.gamma"].unique())
-    fig, axes = plotting.new_figure(ncols=len(gammas), nrows=2)
+    fig, axes = style.new_figure(ncols=len(gammas), nrows=2)
     for col, gamma in enumerate(gammas):
         for row, (metric, label) in enumerate((("rank_abs", "ln rank_τ (σ ≥ 1e-9)"), ("soft_rank", "ln rank_1/2"))):
             ax = axes[row * len(gammas) + col]
             for norm, color, name in (("bn_theory", rank.BLUE, "BN"), ("none", rank.ORANGE, "vanilla")):
                 sub = pick(df, metric, chain__gamma=gamma, chain__norm=norm)
-                plotting.band(ax, plotting.summarize(sub, "step"), "step", label=name, color=color, marker="",
+                style.band(ax, stats.summarize(sub, "step"), "step", label=name, color=color, marker="",
                               transform=np.log)
             ax.set_xlabel("layer ℓ")
             ax.set_ylabel(label)
@@ -114,14 +112,14 @@ def plot_fig4(frames, scale):
     df = frames["chains"]
     run = running_mean(df, ["chain.width", "chain.gamma"])
     gammas = sorted(run["chain.gamma"].unique())
-    fig, axes = plotting.new_figure(ncols=len(gammas))
+    fig, axes = style.new_figure(ncols=len(gammas))
     for ax, gamma in zip(axes, gammas):
         for width in sorted(run["chain.width"].unique()):
             sub = run[(run["chain.gamma"] == gamma) & (run["chain.width"] == width)]
             sub = sub[np.isin(sub.step, 2 ** np.arange(0, 21))]  # powers of two, as on a log2 axis
-            s = plotting.summarize(sub, "step")
+            s = stats.summarize(sub, "step")
             s["step"] = np.log2(s["step"].astype(float))
-            plotting.band(ax, s, "step", label=f"d = {int(width)}", transform=np.log2)
+            style.band(ax, s, "step", label=f"d = {int(width)}", transform=np.log2)
         ax.set_xlabel("log2 L (number of layers)")
         ax.set_ylabel("log2 (1/L) Σ r(H_ℓ)")
         ax.set_title(f"tanh BN chain, γ = {fmt_gamma(gamma)} ({scale})")
@@ -143,7 +141,7 @@ def claims_fig4(frames, scale):
         curve = plateau.loc[gamma]
         g = fmt_gamma(gamma)
         claims.append(Claim.at_least(f"γ={g}: slope of log plateau vs log d",
-                                     plotting.loglog_slope(curve.index.to_numpy(float), curve.to_numpy()), 0.5,
+                                     stats.loglog_slope(curve.index.to_numpy(float), curve.to_numpy()), 0.5,
                                      "improvable toward O(√d) as for linear nets"))
         claims.append(Claim.at_least(f"γ={g}: smallest plateau over d", float(curve.min()), 2.0,
                                      "rank ≥ 2 (Theorem 5)"))
@@ -191,7 +189,7 @@ def table1(frames, scale) -> pd.DataFrame:
     rows = []
     for (norm, act, gamma, renorm), sub in means.groupby(keys[:-1]):
         sub = sub.sort_values("chain.width")
-        slope = plotting.loglog_slope(sub["chain.width"].to_numpy(float), sub["value"].to_numpy())
+        slope = stats.loglog_slope(sub["chain.width"].to_numpy(float), sub["value"].to_numpy())
         extra = norm == "none" and renorm == "dN"
         row = {"network": "BN" if norm == "bn_theory" else ("no BN, unit scale" if extra else "no BN"),
                "activation": act, "γ": fmt_gamma(gamma),
@@ -205,7 +203,7 @@ def table1(frames, scale) -> pd.DataFrame:
 
 def plot_table1(frames, scale):
     table = table1(frames, scale)
-    fig, axes = plotting.new_figure(width=9, height=0.28 * (len(table) + 2))
+    fig, axes = style.new_figure(width=9, height=0.28 * (len(table) + 2))
     ax = axes[0]
     ax.axis("off")
     ax.grid(False)
@@ -253,8 +251,8 @@ register(Figure("markov/table1", "Rank summary table: theory vs measured, linear
 # ----------------------------------------------------------------------------------------------- aliases
 
 
-_a = single_panel(rank.panel_fig3a, rank.claims_fig3a, "a", "rank_1/2 vs width")
-_b = single_panel(rank.panel_fig3b, rank.claims_fig3b, "b", "top-10 eigenvalues of M_ℓ")
+_a = style.single_panel(rank.panel_fig3a, rank.claims_fig3a, "a", "rank_1/2 vs width")
+_b = style.single_panel(rank.panel_fig3b, rank.claims_fig3b, "b", "top-10 eigenvalues of M_ℓ")
 register(
     Figure("markov/fig2", "Theorem 3 validation: rank_1/2 vs width (its panel a)", rank.FIG3A_CAPTION,
            {s: {"a": g} for s, g in rank.FIG3A_RUNS.items()}, *_a, alias_of="rank/fig3"),

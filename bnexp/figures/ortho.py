@@ -14,9 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from bnexp import plotting
-from bnexp.figures import Claim, Figure, RunGrid, register
-from bnexp.figures.common import layer_average, pick, seed_mean
+from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures.stats import layer_average, pick, seed_mean
 
 RED, BLUE = "tab:red", "tab:blue"  # the paper's colours: BN red / d = 512 red, vanilla blue / d = 32 blue
 
@@ -41,10 +40,10 @@ def _cos(frames) -> dict[str, pd.DataFrame]:
 
 def plot_fig1(frames, scale):
     cos = _cos(frames)
-    fig, axes = plotting.new_figure(width=4.2)
+    fig, axes = style.new_figure(width=4.2)
     ax = axes[0]
     for name, color, marker, label in (("bn", RED, "o", "BN"), ("vanilla", BLUE, "s", "Vanilla")):
-        plotting.band(ax, plotting.summarize(cos[name], "x"), "x", label=label, color=color, marker=marker)
+        style.band(ax, stats.summarize(cos[name], "x"), "x", label=label, color=color, marker=marker)
     ax.set_xlabel("layer (1 = input)")
     ax.set_ylabel("|cos| of the two samples")
     d = int(frames["bn"]["chain.width"].iloc[0])
@@ -116,7 +115,7 @@ def width_curve(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, float]:
     avg = layer_average(df, "orthogonality_gap", ["chain.width"], min_step=1)
     mean = seed_mean(avg, ["chain.width"]).set_index("chain.width")["value"]
     logs = avg.assign(value=np.log(avg["value"]))
-    slope = plotting.fit_slope(np.log(mean.index.to_numpy(float)), np.log(mean.to_numpy()))[0]
+    slope = stats.fit_slope(np.log(mean.index.to_numpy(float)), np.log(mean.to_numpy()))[0]
     return logs, mean, slope
 
 
@@ -130,21 +129,21 @@ def at_layer(log_gap: pd.DataFrame, width: int, step: int) -> float:
 
 
 def plot_fig2(frames, scale):
-    fig, axes = plotting.new_figure(ncols=2, width=3.8)
+    fig, axes = style.new_figure(ncols=2, width=3.8)
     a = _log_gap(frames["a"])
     widths = sorted(a["chain.width"].unique())
     for width, color, marker in zip(widths, (BLUE, RED, "tab:green"), "osd"):
-        s = plotting.summarize(a[a["chain.width"] == width], "step")
-        plotting.band(axes[0], s, "step", label=f"d = {int(width)}", color=color, marker=marker)
+        s = stats.summarize(a[a["chain.width"] == width], "step")
+        style.band(axes[0], s, "step", label=f"d = {int(width)}", color=color, marker=marker)
     axes[0].set_xlabel("layer ℓ")
     axes[0].set_ylabel("log V(H_ℓ)")
     axes[0].set_title(f"(a) orthogonality gap vs depth, n = 4 ({scale})")
     axes[0].legend()
     logs, mean, slope = width_curve(frames["b"])
     logs = logs.assign(logd=np.log(logs["chain.width"].astype(float)))
-    plotting.band(axes[1], plotting.summarize(logs, "logd"), "logd", label="mean ± 95% CI over runs", color=BLUE)
+    style.band(axes[1], stats.summarize(logs, "logd"), "logd", label="mean ± 95% CI over runs", color=BLUE)
     x = np.log(mean.index.to_numpy(float))
-    _, intercept = plotting.fit_slope(x, np.log(mean.to_numpy()))
+    _, intercept = stats.fit_slope(x, np.log(mean.to_numpy()))
     axes[1].plot(x, slope * x + intercept, color="grey", linestyle="--", linewidth=1,
                  label=f"fit: slope {slope:.3f} (paper {PAPER_SLOPE})")
     depth = int(frames["b"]["chain.depth"].iloc[0])
@@ -232,21 +231,21 @@ def conjecture_table(frames) -> pd.DataFrame:
 def act_slopes(table: pd.DataFrame) -> dict[str, float]:
     """Least-squares slope of log(mean over seeds of the layer-averaged L) on log d, per activation."""
     mean = seed_mean(table, ["chain.act", "chain.width"])
-    return {act: plotting.fit_slope(np.log(sub["chain.width"].to_numpy(float)), np.log(sub["value"].to_numpy()))[0]
+    return {act: stats.fit_slope(np.log(sub["chain.width"].to_numpy(float)), np.log(sub["value"].to_numpy()))[0]
             for act, sub in mean.groupby("chain.act")}
 
 
 def plot_fig6(frames, scale):
     table = conjecture_table(frames)
     slopes = act_slopes(table)
-    fig, axes = plotting.new_figure(width=4.6, height=3.2)
+    fig, axes = style.new_figure(width=4.6, height=3.2)
     ax = axes[0]
     for act, marker in zip((*PAPER_ACTS, "sigmoid"), "osd^v"):
         sub = table[table["chain.act"] == act]
         if sub.empty:
             continue
         sub = sub.assign(logd=np.log(sub["chain.width"].astype(float)), value=sub["log_value"])
-        plotting.band(ax, plotting.summarize(sub, "logd"), "logd", marker=marker,
+        style.band(ax, stats.summarize(sub, "logd"), "logd", marker=marker,
                       linestyle="--" if act == "sigmoid" else "-",
                       label=f"{ACT_LABEL[act]}: slope {slopes[act]:.2f}")
     depth = int(frames["chains"]["chain.depth"].iloc[0])
@@ -317,7 +316,7 @@ def w2_summary(df: pd.DataFrame) -> tuple[pd.Series, float, float]:
     """Mean W2_cond² over layers > 30 and seeds per d, the slope of its log on log d, and max W2²/(nV²)."""
     wide = w2_table(df)
     mean = wide.groupby("chain.width")["w2_gaussian"].mean()
-    slope = plotting.fit_slope(np.log(mean.index.to_numpy(float)), np.log(mean.to_numpy()))[0]
+    slope = stats.fit_slope(np.log(mean.index.to_numpy(float)), np.log(mean.to_numpy()))[0]
     return mean, slope, float((wide["w2_gaussian"] / wide["bound"]).max())
 
 
@@ -342,12 +341,12 @@ def plot_table1(frames, scale):
     df = frames["chains"]
     wide = w2_table(df)
     per_seed = wide.groupby(["chain.width", "seed"], as_index=False)[["w2_gaussian", "bound"]].mean()
-    fig, axes = plotting.new_figure(nrows=2, width=9, height=2.8)
+    fig, axes = style.new_figure(nrows=2, width=9, height=2.8)
     ax = axes[0]
     for col, color, label in (("w2_gaussian", BLUE, "W2_cond² = Σ(σ_i − 1/√n)²"),
                               ("bound", RED, "n·V² (Lemma 2's per-layer bound)")):
-        s = plotting.summarize(per_seed.rename(columns={col: "value"}), "chain.width")
-        plotting.band(ax, s, "chain.width", label=label, color=color)
+        s = stats.summarize(per_seed.rename(columns={col: "value"}), "chain.width")
+        style.band(ax, s, "chain.width", label=label, color=color)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("width d")

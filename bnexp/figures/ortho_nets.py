@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bnexp import plotting
-from bnexp.figures import Claim, Figure, RunGrid, register
-from bnexp.figures.common import pick
+from bnexp.figures import Claim, Figure, RunGrid, register, style
+from bnexp.figures.stats import pick
 
 BLUE, ORANGE = "tab:blue", "tab:orange"
 PAPER_DATA = {"data": "cifar10", "data.n_train": 400, "data.n_test": 8, "data.normalize": [0.1307, 0.3081]}
@@ -40,7 +39,7 @@ def _mean_sd(sub: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot_fig5(frames, scale):
-    fig, axes = plotting.new_figure(ncols=2, width=3.4)
+    fig, axes = style.new_figure(ncols=2, width=3.4)
     for ax, key, title in zip(axes, ("mlp", "conv"), ("BN vs. Vanilla in MLP", "BN vs. Vanilla in ConvNet")):
         prof = gap_profile(frames[key])
         for norm, color, label in (("bn_torch", BLUE, "batchnorm"), ("none", ORANGE, "vanilla")):

@@ -11,9 +11,8 @@ import math
 
 import numpy as np
 
-from bnexp import plotting
-from bnexp.figures import Claim, Figure, RunGrid, register
-from bnexp.figures.common import (
+from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures.stats import (
     INF,
     fmt_gamma,
     layer_average,
@@ -21,7 +20,6 @@ from bnexp.figures.common import (
     pick,
     ratio_of_averages,
     seed_mean,
-    single_panel,
 )
 
 BLUE, ORANGE = "tab:blue", "tab:orange"  # the papers' colours: BN blue, vanilla orange
@@ -37,12 +35,12 @@ FIG2_RUNS = {
 
 def plot_fig2(frames, scale):
     df = frames["chains"]
-    fig, axes = plotting.new_figure(ncols=2)
+    fig, axes = style.new_figure(ncols=2)
     d = int(df["chain.width"].iloc[0])
     for ax, act in zip(axes, ("linear", "relu")):
         for norm, color, label in (("bn_center", BLUE, "w/ BN"), ("none", ORANGE, "w/o BN")):
             sub = pick(df, "rank_np", chain__act=act, chain__norm=norm)
-            plotting.band(ax, plotting.summarize(sub, "step"), "step", label=label, color=color, marker=".")
+            style.band(ax, stats.summarize(sub, "step"), "step", label=label, color=color, marker=".")
         ax.axhline(math.sqrt(d), color="grey", linestyle=":", linewidth=1, label="√d")
         ax.set_yscale("log")
         ax.set_xlabel("total number of layers L")
@@ -115,14 +113,14 @@ def panel_fig3a(ax, df):
     avg = _fig3a_table(df)
     for gamma, marker in zip(sorted(avg["chain.gamma"].unique()), "osd^v"):
         sub = avg[avg["chain.gamma"] == gamma].copy()
-        s = plotting.summarize(sub, "chain.width")
+        s = stats.summarize(sub, "chain.width")
         if s["n"].max() == 1:  # one chain per (d, γ) as in the paper: shade ±1 std over sampled layers
             per_layer = pick(df, "soft_rank", chain__gamma=gamma)
             spread = per_layer.groupby("chain.width")["value"].std()
             s["lo"] = s["mean"] - spread.reindex(s["chain.width"]).to_numpy()
             s["hi"] = s["mean"] + spread.reindex(s["chain.width"]).to_numpy()
         s["chain.width"] = np.log2(s["chain.width"].astype(float))
-        plotting.band(ax, s, "chain.width", label=f"γ = {fmt_gamma(gamma)}", marker=marker,
+        style.band(ax, s, "chain.width", label=f"γ = {fmt_gamma(gamma)}", marker=marker,
                       transform=lambda v: np.log2(np.clip(v, 1e-12, None)))
     xs = np.log2(np.sort(avg["chain.width"].unique()).astype(float))
     ax.plot(xs, xs / 2, color="grey", linestyle="--", linewidth=1, label="√d")
@@ -140,7 +138,7 @@ def claims_fig3a(df, scale):
     for gamma in sorted(avg["chain.gamma"].unique()):
         curve = means.loc[gamma]
         widths = curve.index.to_numpy(dtype=float)
-        slope = plotting.loglog_slope(widths, curve.to_numpy())
+        slope = stats.loglog_slope(widths, curve.to_numpy())
         g = fmt_gamma(gamma)
         claims.append(Claim.within(f"γ={g}: slope of log rank_1/2 vs log d", slope, 0.45, 0.8,
                                    "≈ 0.63 (Ω(√d))"))
@@ -164,9 +162,9 @@ def panel_fig3b(ax, df):
     d = int(df["chain.width"].iloc[0])
     for i in range(1, 11):
         sub = pick(df, f"eig_{i}")
-        s = plotting.summarize(sub, "step")
+        s = stats.summarize(sub, "step")
         s[["mean", "lo", "hi"]] = s[["mean", "lo", "hi"]].clip(lower=1e-18)
-        plotting.band(ax, s, "step", label=f"λ{i}", marker="")
+        style.band(ax, s, "step", label=f"λ{i}", marker="")
     ax.set_yscale("log")
     ax.set_xlabel("hidden layer ℓ")
     ax.set_ylabel("eigenvalues of M_ℓ")
@@ -200,7 +198,7 @@ def claims_fig3b(df, scale):
 
 
 def plot_fig3(frames, scale):
-    fig, axes = plotting.new_figure(ncols=2, width=3.8)
+    fig, axes = style.new_figure(ncols=2, width=3.8)
     panel_fig3a(axes[0], frames["a"])
     panel_fig3b(axes[1], frames["b"])
     fig.suptitle(f"rank/fig3 ({scale})")
@@ -248,8 +246,8 @@ def alpha_table(df):
 
 
 def panel_fig8(ax, df):
-    s = plotting.summarize(alpha_table(df), "chain.width")
-    plotting.band(ax, s, "chain.width", label="estimated α", color=BLUE)
+    s = stats.summarize(alpha_table(df), "chain.width")
+    style.band(ax, s, "chain.width", label="estimated α", color=BLUE)
     ax.axhline(0.9, color="grey", linestyle=":", linewidth=1, label="0.9")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("d")
@@ -272,9 +270,9 @@ def fro_table(df):
 
 
 def panel_fig9(ax, df):
-    s = plotting.summarize(fro_table(df), "chain.width")
+    s = stats.summarize(fro_table(df), "chain.width")
     s["chain.width"] = np.log2(s["chain.width"].astype(float))
-    plotting.band(ax, s, "chain.width", label="log2 E‖M‖_F²", color=BLUE, transform=np.log2)
+    style.band(ax, s, "chain.width", label="log2 E‖M‖_F²", color=BLUE, transform=np.log2)
     xs = s["chain.width"].to_numpy()
     ax.plot(xs, 1.5 * xs, color="green", linestyle="--", label="log2 d^1.5")
     ax.set_xlabel("log2 d")
@@ -288,7 +286,7 @@ def claims_fig9(df, scale):
     widths = fro.index.to_numpy(dtype=float)
     bound = widths ** 1.5 / np.sqrt(1 - alpha.reindex(fro.index).to_numpy())
     return [
-        Claim.within("slope of log2 E‖M‖_F² vs log2 d", plotting.loglog_slope(widths, fro.to_numpy()), 1.3, 1.6,
+        Claim.within("slope of log2 E‖M‖_F² vs log2 d", stats.loglog_slope(widths, fro.to_numpy()), 1.3, 1.6,
                      "d^1.5 (Lemma 13)"),
         Claim.at_most("E‖M‖_F² / (d^1.5/√(1−α)) (largest over d)", float((fro.to_numpy() / bound).max()), 1.0,
                       "E‖M‖_F² ≤ d^1.5/√(1−α) (Lemma 13)"),
@@ -300,8 +298,8 @@ REG_CAPTION = (
     "W ~ N(0, 1), start M_0 = I. Ergodic averages over every 10th layer after a burn-in of 1000 of L = 10^5 "
     "layers (paper scale, one chain per d as in the paper); quick scale L = 20 000, d ≤ 128, 3 seeds (95% CI "
     "over seeds).")
-plot_fig8, check_fig8 = single_panel(panel_fig8, claims_fig8, "chains", "regularity constant vs width")
-plot_fig9, check_fig9 = single_panel(panel_fig9, claims_fig9, "chains", "E‖M‖_F² vs width")
+plot_fig8, check_fig8 = style.single_panel(panel_fig8, claims_fig8, "chains", "regularity constant vs width")
+plot_fig9, check_fig9 = style.single_panel(panel_fig9, claims_fig9, "chains", "E‖M‖_F² vs width")
 register(
     Figure("rank/fig8", "Regularity constant α of the invariant distribution vs width",
            "α = E Tr(diag(M²)²) / E Tr(M³) estimated as a ratio of ergodic averages (Eq. 49). " + REG_CAPTION,

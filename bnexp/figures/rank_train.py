@@ -24,10 +24,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from bnexp import plotting
 from bnexp.data.vision import STATS
-from bnexp.figures import Claim, Figure, RunGrid, register
-from bnexp.figures.common import pick
+from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures.stats import at_step, last_layer, pick, step_label
 
 BLUE, ORANGE, GREEN, RED, PURPLE = "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"
 
@@ -39,18 +38,6 @@ FMNIST_SUB = {"data": "fashion_mnist", "data.normalize": "none"}
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-def last_layer(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of each run's deepest measured layer (``probe.layers: last`` writes only that one)."""
-    deepest = df.groupby("run")["layer"].transform("max")
-    return df[df["layer"] == deepest]
-
-
-def at_step(df: pd.DataFrame, which: str = "last") -> pd.DataFrame:
-    """Rows at each run's first (``first``) or last (``last``) logged step."""
-    steps = df.groupby("run")["step"].transform("min" if which == "first" else "max")
-    return df[df["step"] == steps]
 
 
 def mean_of(df: pd.DataFrame) -> float:
@@ -74,13 +61,8 @@ def curve(ax, df: pd.DataFrame, label: str, color: str, *, linestyle: str = "-",
     """Mean and 95% bootstrap CI over seeds of ``value`` against ``step``."""
     if df.empty:
         return
-    plotting.band(ax, plotting.summarize(df, "step"), "step", label=label, color=color, linestyle=linestyle,
+    style.band(ax, stats.summarize(df, "step"), "step", label=label, color=color, linestyle=linestyle,
                   marker=marker)
-
-
-def step_label(df: pd.DataFrame) -> str:
-    unit = df["step_unit"].iloc[0] if "step_unit" in df.columns and len(df) else "epoch"
-    return "iteration" if unit == "iteration" else "epoch"
 
 
 def spearman(a, b) -> float:
@@ -123,13 +105,13 @@ def _norm_name(norm: str) -> str:
 
 def plot_fig1(frames, scale):
     df = frames["runs"]
-    fig, axes = plotting.new_figure(ncols=2)
+    fig, axes = style.new_figure(ncols=2)
     for norm, color, marker, label in (("none", ORANGE, "x", "SGD w/o BN"), ("bn_code_fig1", BLUE, "o", "SGD w/ BN")):
         rank = _fig1_by_depth(df, "rank_torch", norm, "first")
-        plotting.band(axes[0], plotting.summarize(rank, "model.depth"), "model.depth", label=label, color=color,
+        style.band(axes[0], stats.summarize(rank, "model.depth"), "model.depth", label=label, color=color,
                       marker=marker)
         acc = _fig1_by_depth(df, "train_acc", norm, "last")
-        plotting.band(axes[1], plotting.summarize(acc, "model.depth"), "model.depth", label=label, color=color,
+        style.band(axes[1], stats.summarize(acc, "model.depth"), "model.depth", label=label, color=color,
                       marker=marker)
     axes[0].set_ylabel("rank of last hidden layer (init)")
     axes[1].set_ylabel("final training accuracy")
@@ -217,7 +199,7 @@ def _breaking_curves(frames):
 
 def plot_breaking(model: str):
     def plot(frames, scale):
-        fig, axes = plotting.new_figure(ncols=2)
+        fig, axes = style.new_figure(ncols=2)
         for df, label, color, ls in _breaking_curves(frames):
             curve(axes[0], pick(df, "train_acc"), label, color, linestyle=ls)
             curve(axes[1], last_layer(pick(df, "rank_torch")), label, color, linestyle=ls)
@@ -275,7 +257,7 @@ FIG7_RUNS = {scale: {"runs": RunGrid(g["init"].exp, {**g["init"].overrides, "ini
 
 def plot_fig7(frames, scale):
     df = frames["runs"]
-    fig, axes = plotting.new_figure(ncols=2)
+    fig, axes = style.new_figure(ncols=2)
     for norm, label, color in (("bn_torch", "BN", BLUE), ("bn_nocenter", "BN w/o centering", ORANGE)):
         sub = pick(df, norm__name=norm)
         curve(axes[0], pick(sub, "train_acc"), label, color)
@@ -345,7 +327,7 @@ def _fig6_variants(frames):
 
 
 def plot_fig6(frames, scale):
-    fig, axes = plotting.new_figure(ncols=2)
+    fig, axes = style.new_figure(ncols=2)
     for label, df, color, ls in _fig6_variants(frames):
         curve(axes[0], pick(df, "train_acc"), label, color, linestyle=ls)
         curve(axes[1], rank_bound_R(df), label, color, linestyle=ls)
@@ -436,7 +418,7 @@ PRE_VARIANTS = (("bn", "BN-MLP (SGD)", BLUE), ("pretrained", "pre-trained vanill
 def plot_pretrain(metrics: tuple[tuple[str, str], ...]):
     def plot(frames, scale):
         depths = sorted(frames["bn"]["model.depth"].unique())
-        fig, axes = plotting.new_figure(ncols=len(depths), nrows=len(metrics))
+        fig, axes = style.new_figure(ncols=len(depths), nrows=len(metrics))
         for row, (metric, ylabel) in enumerate(metrics):
             for col, depth in enumerate(depths):
                 ax = axes[row * len(depths) + col]
@@ -541,7 +523,7 @@ ALIGN_VARIANTS = (("bn", "BN", BLUE), ("sgd", "SGD", ORANGE), ("lr100", "SGD wit
 
 
 def plot_fig10(frames, scale):
-    fig, axes = plotting.new_figure(ncols=2)
+    fig, axes = style.new_figure(ncols=2)
     for key, label, color in ALIGN_VARIANTS:
         curve(axes[0], pick(frames[key], "train_acc"), label, color)
         curve(axes[1], pick(frames[key], "grad_alignment"), label, color)
@@ -616,7 +598,7 @@ register(
 def _both_breaking(frames, scale):
     vgg = {k[4:]: v for k, v in frames.items() if k.startswith("vgg_")}
     res = {k[7:]: v for k, v in frames.items() if k.startswith("resnet_")}
-    fig, axes = plotting.new_figure(ncols=2, nrows=2)
+    fig, axes = style.new_figure(ncols=2, nrows=2)
     for row, (sub, model) in enumerate(((vgg, "VGG19"), (res, "ResNet-50"))):
         for df, label, color, ls in _breaking_curves(sub)[:2]:  # the long version has no w/o-centering curve
             curve(axes[2 * row], pick(df, "train_acc"), label, color, linestyle=ls)

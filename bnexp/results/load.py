@@ -105,16 +105,23 @@ def _first_bad_row(data: bytes) -> str:
 
 
 def load_runs(directories: Sequence[Path]) -> pd.DataFrame:
-    """Long rows of the given run directories joined with their flattened configs and a ``run`` column.
+    """Long rows of the given run directories joined with their flattened configs, their ``run.json`` facts
+    and a ``run`` column.
 
-    The config's base ``seed`` becomes the column ``base_seed``: ``seed`` is the replicate's own seed.
+    The config's base ``seed`` becomes the column ``base_seed``: ``seed`` is the replicate's own seed. The
+    scalar fields of ``run.json`` become columns ``run.<field>`` (``run.step_unit``: epoch or iteration,
+    ``run.precision``, ``run.device``, ...), so a figure reads what the run recorded about itself.
     """
     frames = []
     for directory in directories:
-        df = read_metrics(directory, partial_ok=read_status(directory, strict=True).get("status") != "done")
+        info = read_status(directory, strict=True)
+        df = read_metrics(directory, partial_ok=info.get("status") != "done")
         for name, value in run_config(directory).items():
             name = f"base_{name}" if name in COLUMNS else name
             df[name] = [value] * len(df) if isinstance(value, tuple) else value
+        for name, value in info.items():
+            if isinstance(value, (str, int, float, bool)) or value is None:
+                df[f"run.{name}"] = value
         df["run"] = Path(directory).name
         frames.append(df)
     if not frames:
