@@ -1,4 +1,4 @@
-"""Seeds probed together (``bnexp.batched``, ``runtime.batch_seeds``) against the per-seed loop, and the probe
+"""Seeds probed together (``bnexp.probe.stacked``, ``runtime.batch_seeds``) against the per-seed loop, and the probe
 options ``probe.batches``, ``probe.input`` and ``probe.weight_metrics``."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from bnexp import batched, config, data, metrics, probe, results, train
+from bnexp import config, data, metrics, probe, results
+from bnexp.engines import train
 from bnexp.errors import ConfigError
+from bnexp.probe import stacked
 from bnexp.runtime import DTYPES
 
 SMALL = ["model.depth=5", "model.width=16", "data.dim=12", "data.n_train=64", "data.n_test=8",
@@ -94,7 +96,7 @@ def test_passes_and_init_workers_give_the_same_rows(monkeypatch, bias):
                  "n_seeds=4", "runtime.batch_seeds=true"]
     one = _run(*overrides)
     assert one.info["init_workers"] == 1 and one.info["seed_batching"].startswith("vmap, 4 seeds per pass")
-    monkeypatch.setattr(batched, "MEMORY_BUDGET", 1)
+    monkeypatch.setattr(stacked, "MEMORY_BUDGET", 1)
     torch.set_num_threads(2)  # the process's cores: auto uses them as init workers (torch ops stay at 1)
     many = _run(*overrides)
     assert torch.get_num_threads() == 2
@@ -109,15 +111,15 @@ def test_stack_builder_weights_are_make_model_weights(bias):
     cfg = _cfg(f"model.bias={str(bias).lower()}", "init=orthogonal", "norm=bn_torch")
     seeds, dtype = [3, 4, 5], torch.float64
     with ThreadPoolExecutor(2) as pool:
-        builder = batched.StackBuilder(lambda s: train._construct(cfg, 12, 10, s, dtype),
+        builder = stacked.StackBuilder(lambda s: train._construct(cfg, 12, 10, s, dtype),
                                        lambda m, s: train._initialise(cfg, m, s), seeds, pool, 2)
         assert builder.shared is not bias  # biases keep construction draws: one model per seed
         st = builder.build(seeds, "cpu")
     for r, seed in enumerate(seeds):
         model = train.make_model(cfg, 12, 10, seed, "cpu", dtype)
         for name, tensor in {**dict(model.named_parameters()), **dict(model.named_buffers())}.items():
-            stacked = st.params.get(f"net.{name}", st.buffers.get(f"net.{name}"))
-            assert torch.equal(stacked[r], tensor), name
+            slices = st.params.get(f"net.{name}", st.buffers.get(f"net.{name}"))
+            assert torch.equal(slices[r], tensor), name
     assert all(p.requires_grad for p in st.params.values())
 
 
@@ -125,7 +127,7 @@ def test_vmap_failure_falls_back_to_the_loop_under_auto(monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("vmap: a model vmap cannot run")
 
-    monkeypatch.setattr(batched, "probe_stacked", fail)
+    monkeypatch.setattr(stacked, "probe_stacked", fail)
     loop = _run("runtime.batch_seeds=false")
     auto = _run()
     assert auto.info["seed_batching"].startswith("loop (vmap failed: RuntimeError")
@@ -141,7 +143,7 @@ def test_probing_stacked_models_leaves_them_unchanged():
     x = torch.randn(2, 12, 12, dtype=torch.float64)
     y = torch.randint(0, 10, (2, 12))
     spec = probe.ProbeSpec.from_cfg(cfg.probe, cfg.model.depth)
-    batched.probe_stacked(batched.stack(models), x, y, spec)
+    stacked.probe_stacked(stacked.stack(models), x, y, spec)
     for model, state in zip(models, before):
         assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
         assert all(p.grad is None for p in model.parameters())
@@ -240,3 +242,54 @@ def test_validation_names_the_key(override, key):
 def test_several_probe_batches_only_at_init():
     with pytest.raises(ConfigError, match=r"^probe\.batches"):
         train.validate(_cfg("probe.batches=2", "optim.epochs=1"))
+
+
+# ------------------------------------------------------------------------------------------------ one assembly
+
+# Every metric the single-model probe can write, with every option on: each representation metric (hidden layers,
+# the input as layer −1, and weight_<metric>) and the whole-network ones (loss, grad_norm, the alignment).
+ALL_METRICS = sorted(metrics.MEASURES)
+EVERYTHING = [f"probe.metrics=[{','.join(ALL_METRICS)}]", f"probe.weight_metrics=[{','.join(ALL_METRICS)}]",
+              "probe.top_k=3", "probe.input=true", "probe.alignment=true", "probe.alignment_samples=8",
+              "probe.grad_norms=true"]
+
+
+# item name → the metric that writes it (top_eigenvalues: eig_1 … eig_k, regularity_terms: two)
+WRITTEN_BY = {item: name for name in ALL_METRICS
+              for item in metrics.measure(torch.randn(6, 8, dtype=torch.float64), [name], k=3)}
+
+
+def _base(item_name: str) -> str:
+    name = item_name.removeprefix("weight_")
+    return WRITTEN_BY.get(name, name)
+
+
+@pytest.fixture(scope="module", params=["bn_torch", "none"])
+def both_paths(request):
+    """Rows of ``probe.probe`` per seed and of ``probe_stacked`` of the same models, every option on."""
+    cfg = _cfg(*EVERYTHING, f"norm={request.param}", "act=tanh")
+    spec = probe.ProbeSpec.from_cfg(cfg.probe, cfg.model.depth)
+    seeds, single, batches = [7, 8, 9], [], []
+    for seed in seeds:
+        model, x_train, y_train = _model_and_data(cfg, seed)
+        single += probe.values_to_rows(probe.probe(model, x_train[:12], y_train[:12], spec), seed, 0)
+        batches.append((model, x_train[:12], y_train[:12]))
+    st = stacked.stack([model for model, _, _ in batches])
+    x, y = torch.stack([b[1] for b in batches]), torch.stack([b[2] for b in batches])
+    found = stacked.probe_stacked(st, x, y, spec)
+    rows = [row for r, seed in enumerate(seeds) for row in probe.values_to_rows(found[r], seed, 0)]
+    return single, rows
+
+
+def test_the_parametrisation_covers_every_metric_of_the_single_probe(both_paths):
+    single, _ = both_paths
+    assert {_base(r[3]) for r in single} == {*ALL_METRICS, *probe.WHOLE_NETWORK}
+
+
+@pytest.mark.parametrize("name", [*ALL_METRICS, *probe.WHOLE_NETWORK])
+def test_stacked_probe_gives_every_metric_of_the_single_probe(both_paths, name):
+    single, stacked_rows = both_paths
+    expected = [r for r in single if _base(r[3]) == name]
+    assert expected, f"the single probe wrote no {name}"
+    assert_same_rows([r for r in stacked_rows if _base(r[3]) == name], expected)
+    assert_same_rows(stacked_rows, single)  # and the whole rows, in the same order

@@ -1,17 +1,19 @@
 """Init-time probes of many replicates in one pass: per-seed models stacked and run under ``torch.func.vmap``.
 
-At ``optim.epochs = 0`` the network engine (``bnexp.train``) builds every replicate's model exactly as the
-per-seed loop does (``train.make_model`` with its own seed), then :func:`probe_stacked`
+At ``optim.epochs = 0`` the network engine builds every replicate's model exactly as the per-seed loop does
+(``make_model`` with its own seed), then :func:`probe_stacked`
 
 1. stacks the models' parameters and buffers along a new leading replicate dimension
-   (``torch.func.stack_module_state``);
+   (``torch.func.stack_module_state``, or :class:`StackBuilder`);
 2. runs ``forward_features`` of all of them in one pass: ``vmap`` over the stacked parameters, buffers and
    probe batches of ``torch.func.functional_call`` on the first model's structure, so each Linear is one
    ``bmm`` over replicates instead of one ``mm`` per replicate;
 3. takes one ``torch.autograd.grad`` of the *sum* of the per-replicate mean cross-entropies with respect to
    the stacked weights: replicates share nothing, so slice r of each gradient is replicate r's own gradient;
-4. measures inputs, representations and weights with the probe's own functions (``bnexp.probe``) on the
-   stacked tensors, one ``metrics.measure`` call per shape.
+   with ``probe.alignment``, m more backward passes give every replicate's per-sample gradients at once
+   (:func:`bnexp.probe.gradients.per_sample_cosine`);
+4. hands the stacked tensors to the one assembly (:func:`bnexp.probe.assemble.assemble`) that the single-model
+   probe uses too.
 
 The items per replicate are those of ``probe.probe`` on that replicate's model, in the same order, and the
 numbers agree up to float rounding (``bmm`` against ``mm``). Buffers (BN running statistics) are updated only
@@ -27,8 +29,8 @@ same generator, hence the same numbers, without building a module tree per seed.
 initialisations run on worker threads (each seed with its own generator; the QRs and draws release the GIL).
 
 Memory: a pass holds the autograd graph of every replicate in it, about ``depth · n · width · 8`` numbers
-per replicate plus its weights, so :func:`seeds_per_pass` splits the seeds into passes of at most
-``MEMORY_BUDGET`` bytes.
+per replicate plus its weights (and m copies of the weights' gradients with the alignment), so
+:func:`seeds_per_pass` splits the seeds into passes of at most ``MEMORY_BUDGET`` bytes.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from bnexp.errors import ConfigError
-from bnexp.probe import Item, ProbeSpec, _frobenius64, layer_indices, stacked_items, weight_matrix
+from bnexp.probe.assemble import Item, ProbeTensors, assemble
+from bnexp.probe.gradients import norms_of, per_sample_cosine
+from bnexp.probe.single import dropout_off, readout_inputs
+from bnexp.probe.spec import ProbeSpec, layer_indices
 
 __all__ = ["BATCH_SEEDS", "MEMORY_BUDGET", "Stack", "StackBuilder", "check_batch_seeds", "probe_stacked",
            "seeds_per_pass", "stack"]
@@ -64,12 +69,12 @@ def check_batch_seeds(setting) -> str | bool:
 
 
 def seeds_per_pass(n_seeds: int, depth: int, width: int, batch: int, d_in: int, itemsize: int,
-                   budget: int | None = None) -> int:
+                   budget: int | None = None, *, samples: int = 0) -> int:
     """How many replicates one pass holds within ``budget`` bytes (default ``MEMORY_BUDGET``; at least 1, at
-    most ``n_seeds``)."""
+    most ``n_seeds``); ``samples``: the per-sample gradients the alignment keeps (m copies of the weights)."""
     budget = MEMORY_BUDGET if budget is None else budget
     graph = (depth + 2) * batch * width * GRAPH_FACTOR
-    weights = depth * width * width + d_in * (width + batch)
+    weights = (depth * width * width + d_in * width) * (1 + samples) + d_in * batch
     return max(1, min(n_seeds, budget // max(1, (graph + weights) * itemsize)))
 
 
@@ -192,41 +197,40 @@ class StackBuilder:
 def probe_stacked(st: Stack, x: Tensor, y: Tensor, spec: ProbeSpec, *, weights: bool = True) -> list[list[Item]]:
     """``probe.probe`` of every stacked model r on its batch ``(x[r], y[r])``, in one vmapped pass.
 
-    ``x``: ``(R, n, ...)``, ``y``: ``(R, n)``. Returns per replicate the items ``probe.probe`` returns (input
-    metrics, layer metrics, loss, grad norms, weight metrics — same order). Raises what vmap raises for a
-    model it cannot batch (e.g. data-dependent Python control flow).
+    ``x``: ``(R, n, ...)``, ``y``: ``(R, n)``. Returns per replicate the items ``probe.probe`` returns (same
+    metrics, same order). Dropout is off, as in ``probe.probe``. Raises what vmap raises for a model it cannot
+    batch (e.g. data-dependent Python control flow).
     """
-    opts = {"tau": spec.tau, "k": spec.top_k, "tol": spec.rank_tol}
-    items: list[list[Item]] = [[] for _ in range(st.size)]
-    if spec.input:
-        for r, found in enumerate(stacked_items([(-1, x.flatten(2))], spec.metrics, **opts)):
-            items[r] += found
     chosen: list[int] = []
+    m = min(spec.alignment_samples, x.shape[1])
+    net = st.wrapper.net
+    with readout_inputs(net, spec.alignment) as captured, dropout_off(net), \
+            torch.set_grad_enabled(spec.grad_norms or spec.alignment):
 
-    def one(params: dict[str, Tensor], buffers: dict[str, Tensor], xb: Tensor, yb: Tensor):
-        logits, features = functional_call(st.wrapper, (params, buffers), (xb,), strict=True)
-        chosen[:] = layer_indices(spec.layers, len(features))
-        return F.cross_entropy(logits, yb), [features[layer][spec.point] for layer in chosen]
+        def one(params: dict[str, Tensor], buffers: dict[str, Tensor], xb: Tensor, yb: Tensor):
+            captured.clear()
+            logits, features = functional_call(st.wrapper, (params, buffers), (xb,), strict=True)
+            chosen[:] = layer_indices(spec.layers, len(features))
+            reps = [features[layer][spec.point] for layer in chosen]
+            if not spec.alignment:
+                return F.cross_entropy(logits, yb), reps
+            losses = F.cross_entropy(logits, yb, reduction="none")
+            return losses.mean(), reps, losses[:m], captured[-1][:m].flatten(1)
 
-    weights_in = [st.params[key] for key in st.weight_keys]
-    with torch.set_grad_enabled(spec.grad_norms):
-        losses, reps = vmap(one, randomness="error")(st.params, st.buffers, x, y)
-        grads = torch.autograd.grad(losses.sum(), weights_in, allow_unused=True) if spec.grad_norms else None
-    for r, found in enumerate(stacked_items(list(zip(chosen, reps)), spec.metrics, **opts)):
-        items[r] += found
-    del reps
-    losses = losses.detach().to(torch.float64)
-    norms = None
-    if grads is not None:
-        zeros = torch.zeros(st.size, dtype=torch.float64, device=losses.device)
-        norms = torch.stack([_frobenius64(g, 1) if g is not None else zeros for g in grads], 1)  # (R, K)
-    extra = [[] for _ in range(st.size)]
-    if weights and spec.weight_metrics:
-        entries = [(k, weight_matrix(w, 1)) for k, w in enumerate(weights_in)]
-        extra = stacked_items(entries, spec.weight_metrics, prefix="weight_", **opts)
-    for r in range(st.size):
-        items[r].append((None, "loss", losses[r]))
-        if norms is not None:
-            items[r].extend((k, "grad_norm", norms[r, k]) for k in range(norms.shape[1]))
-        items[r] += extra[r]
-    return items
+        out = vmap(one, randomness="error")(st.params, st.buffers, x, y)
+        loss, reps = out[0], out[1]
+        weights_in = [st.params[key] for key in st.weight_keys]
+        norms = cosine = None
+        if spec.grad_norms:
+            grads = torch.autograd.grad(loss.sum(), weights_in, allow_unused=True, retain_graph=spec.alignment)
+            norms = norms_of(grads, weights_in, 1)  # (R, K)
+        if spec.alignment:
+            cosine = per_sample_cosine(out[2], [p for p in st.params.values() if p.requires_grad], stacked=True)
+    tensors = ProbeTensors(
+        reps=list(zip(chosen, (h.detach() for h in reps))), loss=loss.detach(),
+        inputs=x.flatten(2) if spec.input else None, grad_norms=norms,
+        readout_input=out[3].detach() if spec.alignment else None, grad_cosine=cosine,
+        weights=[w.detach() for w in weights_in] if weights else None,
+    )
+    del out, reps
+    return assemble(tensors, spec)

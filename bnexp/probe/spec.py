@@ -1,0 +1,86 @@
+"""What a probe measures: the validated ``probe:`` config section and the hidden layers it names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from numbers import Integral
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from bnexp import metrics
+from bnexp.errors import ConfigError, check_bool, check_int, check_number
+
+__all__ = ["POINTS", "ProbeSpec", "layer_indices"]
+
+POINTS = ("pre", "norm", "post")
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """What a probe measures (config section ``probe``)."""
+
+    metrics: tuple[str, ...] = ("rank_torch", "soft_rank", "rank_lower_bound")
+    point: str = "post"
+    layers: str | tuple[int, ...] = "all"
+    grad_norms: bool = True
+    tau: float = 0.5
+    top_k: int = 10
+    rank_tol: float = 1e-9
+    batches: int = 1  # at optim.epochs = 0: this many consecutive probe batches, step = batch index
+    input: bool = False  # also the metrics of the flattened input batch, layer = -1
+    weight_metrics: tuple[str, ...] = ()  # metrics of every weight matrix W_k, as weight_<metric>, layer = k
+    alignment: bool = False  # grad_alignment (A_last) and grad_cosine_full, whole-network rows
+    alignment_samples: int = 32  # the first m samples of the probe batch that the alignment uses
+
+    @property
+    def options(self) -> dict:
+        """The keyword options of ``metrics.measure`` (soft-rank τ, top-k, rank tolerance)."""
+        return {"tau": self.tau, "k": self.top_k, "tol": self.rank_tol}
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig, depth: int) -> ProbeSpec:
+        """Validate ``probe.*`` for a network of ``depth`` hidden layers; raise ConfigError naming the key."""
+        names = _metric_names("probe.metrics", cfg.get("metrics"), "rank_torch")
+        if cfg.get("point") not in POINTS:
+            raise ConfigError("probe.point", cfg.get("point"), POINTS)
+        layers = cfg.get("layers")
+        if isinstance(layers, (list, tuple, ListConfig)):
+            layers = tuple(OmegaConf.to_container(layers) if isinstance(layers, ListConfig) else layers)
+        layer_indices(layers, depth)
+        tau = check_number("probe.tau", cfg.get("tau"), 0.0, 1.0)
+        top_k = check_int("probe.top_k", cfg.get("top_k"), 1)
+        tol = check_number("probe.rank_tol", cfg.get("rank_tol"), 0.0, open_lo=True)
+        grads = check_bool("probe.grad_norms", cfg.get("grad_norms"))
+        batches = check_int("probe.batches", cfg.get("batches", 1), 1)
+        inputs = check_bool("probe.input", cfg.get("input", False))
+        weight_names = _metric_names("probe.weight_metrics", cfg.get("weight_metrics", []), "isometry_gap")
+        alignment = check_bool("probe.alignment", cfg.get("alignment", False))
+        samples = check_int("probe.alignment_samples", cfg.get("alignment_samples", 32), 2)
+        return cls(metrics=names, point=cfg.point, layers=layers, grad_norms=grads, tau=tau, top_k=top_k,
+                   rank_tol=tol, batches=batches, input=inputs, weight_metrics=weight_names, alignment=alignment,
+                   alignment_samples=samples)
+
+
+def _metric_names(key: str, names, example: str) -> tuple[str, ...]:
+    """``names`` as a tuple of ``metrics.MEASURES`` names, else ConfigError naming ``key``."""
+    if not isinstance(names, (list, tuple, ListConfig)):
+        raise ConfigError(key, names, f"a list of metric names, e.g. [{example}]")
+    for name in names:
+        if name not in metrics.MEASURES:
+            raise ConfigError(key, name, metrics.MEASURES)
+    return tuple(names)
+
+
+def layer_indices(layers: str | Sequence[int], depth: int) -> list[int]:
+    """Hidden-layer indices named by ``probe.layers``: ``all``, ``last`` or a list of indices in [0, depth)."""
+    if layers == "all":
+        return list(range(depth))
+    if layers == "last":
+        return [depth - 1]
+    if isinstance(layers, str) or not isinstance(layers, Sequence) or not layers:
+        raise ConfigError("probe.layers", layers, "all, last, or a non-empty list of hidden-layer indices")
+    for index in layers:
+        if not isinstance(index, Integral) or isinstance(index, bool) or not 0 <= index < depth:
+            raise ConfigError("probe.layers", layers, f"indices must be integers in [0, {depth}) (depth)")
+    return sorted(set(int(i) for i in layers))
