@@ -181,6 +181,17 @@ def soft_rank(h: Tensor, tau: float = 0.5) -> Tensor:
     return _mask(torch.where(tr > 0, count, torch.nan), bad)
 
 
+def soft_rank_eq3(h: Tensor, tau: float = 0.5) -> Tensor:
+    """rank_τ(H) = Σ_i 1(σ_i²/N ≥ τ) as the rank paper's Eq. 3 writes it: the eigenvalues of M(H) = HHᵀ/N at
+    least τ, with no rescaling. Equal to :func:`soft_rank` on BN outputs (Tr M = d); smaller where Tr M < d, e.g.
+    after a ReLU that follows BN (Tr M ≈ d/2), where :func:`soft_rank`'s rescaling raises the count."""
+    if not 0.0 <= tau <= 1.0:
+        raise ConfigError("tau", tau, "must lie in [0, 1]")
+    h, bad = _prepare(h)
+    lam = torch.linalg.svdvals(h) ** 2 / h.shape[-2]
+    return _mask((lam >= tau).sum(-1).to(torch.float64), bad)
+
+
 def rank_lower_bound(h: Tensor) -> Tensor:
     """r(H) = Tr(M)² / ‖M‖_F² = (Σσ_i²)² / Σσ_i⁴ (rank paper Lemma 1: 1 ≤ r(H) ≤ rank(H)).
 
@@ -352,6 +363,7 @@ MEASURES: dict[str, Callable[..., Tensor]] = {
     "rank_abs": rank_abs,
     "rank_gram_float32": rank_gram_float32,
     "soft_rank": soft_rank,
+    "soft_rank_eq3": soft_rank_eq3,
     "rank_lower_bound": rank_lower_bound,
     "top_eigenvalues": top_eigenvalues,
     "second_moment_fro2": second_moment_fro2,
@@ -381,7 +393,8 @@ def measure(
     for name in names:
         if name not in MEASURES:
             raise ConfigError("metrics", name, sorted(MEASURES))
-    options = {"soft_rank": {"tau": tau}, "top_eigenvalues": {"k": k}, "rank_abs": {"tol": tol}}
+    options = {"soft_rank": {"tau": tau}, "soft_rank_eq3": {"tau": tau}, "top_eigenvalues": {"k": k},
+               "rank_abs": {"tol": tol}}
     out: dict[str, Tensor] = {}
     for name in names:
         value = MEASURES[name](h, **options.get(name, {}))

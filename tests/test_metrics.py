@@ -79,6 +79,7 @@ def oracle(h: np.ndarray, tau: float = 0.5, k: int = 10, tol: float = 1e-9) -> d
         "rank_np": np.linalg.matrix_rank(H),
         "rank_abs": np.sum(np.linalg.svd(Hn, compute_uv=False) >= tol),
         "soft_rank": np.sum(np.linalg.eigvalsh(Hs @ Hs.T / N) >= tau),
+        "soft_rank_eq3": np.sum(np.linalg.svd(H, compute_uv=False) ** 2 / N >= tau),  # rank paper Eq. 3
         "rank_lower_bound": np.trace(M) ** 2 / np.sum(M**2),
         "top_eigenvalues": np.concatenate([eig_M, np.zeros(k)])[:k],
         "second_moment_fro2": np.sum(M**2),
