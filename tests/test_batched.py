@@ -33,6 +33,7 @@ CONFIGS = {
     "resmlp-bn_theory-orthogonal": ["model=resmlp", "norm=bn_theory", "act=relu", "init=orthogonal"],
     "resmlp-pre-bn_torch-xavier": ["model=resmlp", "model.placement=pre", "norm=bn_torch", "act=tanh",
                                    "init=xavier_normal"],
+    "alignment-bn_torch-relu": ["norm=bn_torch", "act=relu", "probe.alignment=true", "probe.alignment_samples=5"],
     "two-probe-batches-last-layer-pre": ["norm=bn_theory", "act=sin", "init=orthogonal", "probe.batches=2",
                                          "probe.layers=last", "probe.point=pre"],
 }
