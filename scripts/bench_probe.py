@@ -13,7 +13,7 @@ cross-entropy, ‖∂loss/∂W_k‖_F for every weight layer k.
   next pass's weights built on the other core meanwhile.
 
 Also printed: the weight construction of the seeds alone (``make_model`` one after another, and as the
-batched path builds them: ``batched.StackBuilder``, inits on one worker thread per core); with --sweep the
+batched path builds them: ``stacked.StackBuilder``, inits on one worker thread per core); with --sweep the
 paper-scale depth sweep of one configuration (depths 5 … 1000, d = n = 100, d_in = 3072); with --threads the
 batched path on 1 and 2 torch threads. Timings are the best of --repeats interleaved runs (the machine may be shared).
 Results: docs/performance.md.
@@ -34,7 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import torch.nn.functional as F
 
-from bnexp import batched, config, data, results, train
+from bnexp import config, data, results
+from bnexp.engines import train
+from bnexp.probe import stacked
 from bnexp.runtime import DTYPES
 
 DEFAULT_THREADS = torch.get_num_threads()
@@ -92,14 +94,14 @@ def init_serial(cfg) -> None:
 
 
 def init_bnexp(cfg) -> None:
-    """The same weights as bnexp's batched path builds them: ``batched.StackBuilder`` (one construction when
+    """The same weights as bnexp's batched path builds them: ``stacked.StackBuilder`` (one construction when
     construction draws do not survive init), inits on one worker thread per core, one torch thread."""
     seeds = [cfg.seed + r for r in range(cfg.n_seeds)]
     d_in, dtype = (3072 if cfg.model.width >= 100 else 64), DTYPES[cfg.dtype]
 
     def build():
         with ThreadPoolExecutor(DEFAULT_THREADS) as pool:
-            builder = batched.StackBuilder(lambda s: train._construct(cfg, d_in, 10, s, dtype),
+            builder = stacked.StackBuilder(lambda s: train._construct(cfg, d_in, 10, s, dtype),
                                            lambda m, s: train._initialise(cfg, m, s), seeds, pool, DEFAULT_THREADS)
             builder.build(seeds, "cpu")
 
