@@ -410,7 +410,7 @@ def measure(
 def gram_mean_cosine(g: Tensor) -> Tensor:
     """mean_{i<j} G_ij / sqrt(G_ii G_jj) from a Gram matrix G (..., m, m) of m vectors v_i (G_ij = ⟨v_i, v_j⟩):
     the mean signed cosine over the m(m−1)/2 pairs, in float64. Used where the vectors are too long to stack
-    (per-sample gradients of every parameter, rank spec §0.4 (b): ``probe.per_sample_gradient_cosine``
+    (per-sample gradients of every parameter, rank spec §0.4 (b): ``probe.gradients.per_sample_cosine``
     accumulates G parameter by parameter). nan if some v_i = 0 or m < 2."""
     g = g.to(torch.float64)
     m = g.shape[-1]
