@@ -5,7 +5,8 @@ Modules, each with one job:
 * :mod:`bnexp.metrics`  pure functions on representations (ranks, r(H), V, φ, spectra)
 * :mod:`bnexp.nn`       norm layers, activations, initialisations, MLPs
 * :mod:`bnexp.chains`   streamed random-matrix chains, batched over seeds (``bnexp simulate``)
-* :mod:`bnexp.train`    networks at initialisation and under SGD (``bnexp train``)
+* :mod:`bnexp.engines`  the engines (train, simulate, inputs), chosen in one place
+* :mod:`bnexp.training` the training loop: fit, measurements, precision, optimisers, pre-training, checkpoints
 * :mod:`bnexp.results`  run directories, tidy CSVs, loading into DataFrames
 * :mod:`bnexp.figures`  one module per paper: runs per scale, plot and claims of every figure
 * :mod:`bnexp.cli`      the ``bnexp`` command

@@ -27,18 +27,18 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from bnexp import config, launch
+from bnexp import engines, launch
 from bnexp.errors import ConfigError, CorruptRun
 
-HYDRA_COMMANDS = ("train", "simulate", "inputs", "sweep")
+HYDRA_COMMANDS = (*engines.ENGINES, "sweep")
 
 
 def cmd_hydra(command: str, args: list[str]) -> int:
     """``bnexp train|simulate|inputs|sweep``: run, then report what failed (exit 1 if anything did)."""
     if any(a in ("--help", "-h", "--hydra-help", "--info") or a.startswith("--cfg") for a in args):
-        default = command if command in config.ENGINES else "train"
+        engine = engines.for_args(args, command if command in engines.ENGINES else "train")
         inspect = any(a.startswith(("--cfg", "--info")) for a in args)  # Hydra takes these without --multirun
-        launch.hydra_main(launch.engine_for(args, default), args, multirun=command == "sweep" and not inspect)
+        launch.hydra_main(engine.config_name, args, multirun=command == "sweep" and not inspect)
         return 0
     return launch.report_sweep(launch.launch(command, args))
 

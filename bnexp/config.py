@@ -1,10 +1,12 @@
 """Composing the Hydra configs from Python and validating them before any work starts.
 
 The config tree lives in ``configs/`` at the top of the repository (``$BNEXP_CONFIG_DIR`` overrides it).
-Three primary configs exist, one per engine: ``train.yaml`` (networks, ``bnexp train``), ``simulate.yaml``
-(random-matrix chains, ``bnexp simulate``) and ``inputs.yaml`` (input batches only, ``bnexp inputs``). An
-experiment config ``configs/exp/<name>.yaml`` is a short delta on one of them; its ``engine:`` key says which,
-and its ``hydra.sweeper.params`` declare its grid.
+Three primary configs exist, one per engine (:mod:`bnexp.engines`): ``train.yaml`` (networks, ``bnexp
+train``), ``simulate.yaml`` (random-matrix chains, ``bnexp simulate``) and ``inputs.yaml`` (input batches only,
+``bnexp inputs``). An experiment config ``configs/exp/<name>.yaml`` is a short delta on one of them, possibly
+including other experiment files by name in its ``defaults`` list (:func:`experiment_chain`); the ``engine:``
+key along that chain says which primary config, and the ``hydra.sweeper.params`` along it declare its grid.
+Validating a composed config is its engine's job (``engines.validate``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from bnexp.errors import ConfigError, check_int
-
-ENGINES = ("train", "simulate", "inputs")
+from bnexp.errors import ConfigError
 
 
 def config_dir() -> Path:
@@ -31,12 +31,6 @@ def config_dir() -> Path:
             f"bnexp configs not found in {path}; install bnexp from its repository with `pip install -e .` "
             "or point BNEXP_CONFIG_DIR at the configs/ directory")
     return path
-
-
-def choose_engine(name: str) -> str:
-    if name not in ENGINES:
-        raise ConfigError("engine", name, ENGINES)
-    return name
 
 
 def experiments() -> list[str]:
@@ -51,27 +45,29 @@ def experiment_file(exp: str) -> Path:
     return path
 
 
-def experiment_engine(exp: str) -> str:
-    """The engine (``train``, ``simulate`` or ``inputs``) an experiment config is written for."""
-    engine = OmegaConf.load(experiment_file(exp)).get("engine", "train")
-    if engine not in ENGINES:
-        raise ConfigError(f"engine (in exp/{exp}.yaml)", engine, ENGINES)
-    return engine
+def experiment_chain(exp: str) -> list[tuple[Path, DictConfig]]:
+    """Experiment ``exp``'s file and the experiment files it includes (plain names in its ``defaults`` list,
+    recursively), each as (path, contents), in Hydra's merge order: an included file comes before the file
+    that includes it, so a later entry's value wins (``_self_`` last, Hydra's default)."""
+    path = experiment_file(exp)
+    data = OmegaConf.load(path)
+    chain: list[tuple[Path, DictConfig]] = []
+    for entry in data.get("defaults") or []:
+        if isinstance(entry, str) and (config_dir() / "exp" / f"{entry}.yaml").exists():
+            chain += experiment_chain(entry)
+    return [*chain, (path, data)]
 
 
 def experiment_grid(exp: str) -> dict[str, list[str]]:
     """The sweep an experiment declares (``hydra.sweeper.params``), as override strings per key.
 
-    Includes the sweeps of the experiments it builds on (plain names in its ``defaults`` list), because Hydra
-    merges their ``hydra.sweeper.params`` too: a parent's key stays swept unless the child sets it.
+    Includes the sweeps of the experiments it builds on (:func:`experiment_chain`), because Hydra merges their
+    ``hydra.sweeper.params`` too: a parent's key stays swept unless the child sets it.
     """
-    data = OmegaConf.load(experiment_file(exp))
     grid: dict[str, list[str]] = {}
-    for entry in data.get("defaults") or []:
-        if isinstance(entry, str) and (config_dir() / "exp" / f"{entry}.yaml").exists():
-            grid.update(experiment_grid(entry))
-    params = OmegaConf.select(data, "hydra.sweeper.params") or {}
-    grid.update({k: [v.strip() for v in str(val).split(",")] for k, val in params.items()})
+    for _, data in experiment_chain(exp):
+        params = OmegaConf.select(data, "hydra.sweeper.params") or {}
+        grid.update({k: [v.strip() for v in str(val).split(",")] for k, val in params.items()})
     return grid
 
 
@@ -84,17 +80,19 @@ def exp_from_overrides(overrides: Sequence[str]) -> str | None:
     return None
 
 
-def compose(engine: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose a config exactly as ``bnexp <engine> <overrides>`` would (no sweep expansion)."""
+def compose(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose primary config ``name`` (an engine's: ``engines.Engine.config_name``) exactly as ``bnexp <name>
+    <overrides>`` would (no sweep expansion)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    if engine not in ENGINES:
-        raise ConfigError("engine", engine, ENGINES)
+    primary = sorted(p.stem for p in config_dir().glob("*.yaml") if p.stem != "common")
+    if name not in primary:
+        raise ConfigError("engine", name, primary)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = hydra_compose(config_name=engine, overrides=list(overrides))
+        cfg = hydra_compose(config_name=name, overrides=list(overrides))
     return cfg
 
 
@@ -115,26 +113,3 @@ def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[list[str]]:
     combos = itertools.product(*(grid[k] for k in keys)) if keys else [()]
     return [[f"{k}={override_value(v) if not isinstance(v, str) else v}" for k, v in zip(keys, combo)]
             for combo in combos]
-
-
-def validate(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` naming the key of the first impossible value, before any work."""
-    engine = cfg.get("engine")
-    if engine not in ENGINES:
-        raise ConfigError("engine", engine, ENGINES)
-    check_int("seed", cfg.get("seed"), 0)
-    check_int("n_seeds", cfg.get("n_seeds"), 1)
-    if engine == "simulate":
-        from bnexp import runtime
-        from bnexp.chains import ChainParams
-
-        ChainParams.from_cfg(cfg.chain).validate()
-        runtime.validate(cfg, engine)
-    elif engine == "inputs":
-        from bnexp.inputs import validate as validate_inputs
-
-        validate_inputs(cfg)
-    else:
-        from bnexp.train import validate as validate_train
-
-        validate_train(cfg)

@@ -23,27 +23,22 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from bnexp import config, results, runtime
+from bnexp import config, engines, results, runtime
 from bnexp.errors import ConfigError
 
 
 def run_one(cfg: DictConfig, *, force: bool = False) -> str:
-    """Validate and execute one composed config in its run directory; returns the directory."""
-    config.validate(cfg)
-    if cfg.engine == "simulate":
-        from bnexp.chains import run as engine
-    elif cfg.engine == "inputs":
-        from bnexp.inputs import run as engine
-    else:
-        from bnexp.train import run as engine
-    device = str(runtime.resolve_device(cfg.get("runtime", {}).get("device", "auto"), cfg.engine))
+    """Validate and execute one composed config in its run directory (its engine: ``cfg.engine``); returns the
+    directory."""
+    engine = engines.validate(cfg)
+    device = str(runtime.resolve_device(cfg.get("runtime", {}).get("device", "auto"), engine.name))
 
     def waiting(directory, info) -> None:
         who = f"pid {info.get('pid')} on {info.get('host')}" if info else "another process"
         print(f"[bnexp] {cfg.exp_name}/{directory.name}: being computed by {who}; waiting for it", flush=True)
 
     start = time.time()
-    directory, outcome = results.execute(cfg, engine, device=device, force=force, on_wait=waiting)
+    directory, outcome = results.execute(cfg, engine.run, device=device, force=force, on_wait=waiting)
     took = f" in {time.time() - start:.1f}s" if outcome == "done" else " (already done)"
     print(f"[bnexp] {cfg.exp_name}/{directory.name}: {outcome}{took} → {directory}", flush=True)
     return str(directory)
@@ -116,16 +111,6 @@ class _UserError(BaseException):
         self.error = error
 
 
-def engine_for(args: Sequence[str], default: str) -> str:
-    exp = config.exp_from_overrides(args)
-    if exp is not None:
-        return config.experiment_engine(exp)
-    for item in args:
-        if item.startswith("engine="):
-            return config.choose_engine(item.partition("=")[2])
-    return default
-
-
 def _is_hydra_flag(arg: str) -> bool:
     return arg.startswith("-")
 
@@ -162,16 +147,16 @@ class RunOutcome:
 def launch(command: str, args: list[str]) -> list[RunOutcome]:
     """``bnexp train|simulate|inputs|sweep ARGS``: compose and validate every run first, hand them to Hydra
     (any launcher), then read back what became of each run."""
-    default = command if command in config.ENGINES else "train"
-    engine = engine_for(args, default)
-    if command in config.ENGINES and engine != command:
+    engine = engines.for_args(args, command if command in engines.ENGINES else "train")
+    if command in engines.ENGINES and engine.name != command:
         exp = config.exp_from_overrides(args)
-        raise ConfigError("+exp", exp, f"it is written for the {engine} engine; run it with `bnexp {engine}`")
+        raise ConfigError("+exp", exp, f"it is written for the {engine.name} engine; run it with "
+                          f"`bnexp {engine.name}`")
     runs = _sweep_overrides(args) if command == "sweep" else [[a for a in args if not _is_hydra_flag(a)]]
     directories = []
     for overrides in runs:  # compose and validate every run before any work starts
-        cfg = config.compose(engine, overrides)
-        config.validate(cfg)
+        cfg = config.compose(engine.config_name, overrides)
+        engines.validate(cfg)
         directories.append(results.run_dir(cfg))
     done = sum(results.is_done(d) for d in directories)
     if command == "sweep":
@@ -183,7 +168,7 @@ def launch(command: str, args: list[str]) -> list[RunOutcome]:
             if not re.fullmatch(r"[\w/.+-]+", outputs):  # quoted for Hydra's override grammar
                 outputs = "'" + outputs.replace("\\", "\\\\").replace("'", "\\'") + "'"
             args = [*args, f"paths.outputs={outputs}"]
-        hydra_main(engine, args, multirun=command == "sweep")
+        hydra_main(engine.config_name, args, multirun=command == "sweep")
     outcomes = []
     for overrides, directory in zip(runs, directories):
         state = results.run_state(directory)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bnexp import cli, config, results
+from bnexp import cli, config, engines, results
 
 TINY = ["chain.width=8", "chain.depth=20", "chain.measure_every=5", "runtime.progress=false"]
 
@@ -135,14 +135,16 @@ def test_train_at_init_writes_per_layer_rows(outputs, capsys):
 @pytest.mark.parametrize("exp", config.experiments())
 def test_experiment_grid_is_the_sweep_hydra_runs(exp):
     """What bnexp validates and prints (``experiment_grid``) is what Hydra's sweeper will expand, inherited
-    sweeps of parent experiments included."""
+    sweeps of parent experiments included; likewise for the engine."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config.config_dir()), version_base="1.3"):
-        cfg = compose(config_name=config.experiment_engine(exp), overrides=[f"+exp={exp}"], return_hydra_config=True)
+        engine = engines.for_experiment(exp)
+        cfg = compose(config_name=engine.config_name, overrides=[f"+exp={exp}"], return_hydra_config=True)
     GlobalHydra.instance().clear()
+    assert cfg.engine == engine.name  # the engine bnexp chooses is the one the composed config says
     params = cfg.hydra.sweeper.params or {}
     assert {k: [v.strip() for v in str(val).split(",")] for k, val in params.items()} == config.experiment_grid(exp)
 
@@ -150,7 +152,7 @@ def test_experiment_grid_is_the_sweep_hydra_runs(exp):
 def test_an_error_inside_a_run_is_one_clear_line(outputs, capsys, monkeypatch):
     """A ConfigError raised while a run executes (e.g. dataset files missing and no network) is reported like
     one found before any work: one line naming the key, exit status 2, no Hydra traceback."""
-    from bnexp import train
+    from bnexp.engines import train
     from bnexp.errors import ConfigError
 
     def missing(cfg, writer):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bnexp import data, optim
+from bnexp import data
 from bnexp.config import compose
 from bnexp.errors import ConfigError
+from bnexp.training import optim
 
 
 def _data_cfg(*overrides: str):

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
-from bnexp import cli, config, results, train
+from bnexp import cli, config, results
+from bnexp.engines import train
 from bnexp.errors import ConfigError
 from bnexp.nn import MODELS, VGG, ResNet, build_model, init_weights
 

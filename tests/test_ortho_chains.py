@@ -275,9 +275,9 @@ def test_validation_names_the_key_and_choices(change, key, words):
 
 
 def test_ortho_experiment_configs_validate():
-    from bnexp import config
+    from bnexp import config, engines
 
     for exp in ("ortho_cos", "ortho_gap", "ortho_conjecture"):
         cfg = config.compose("simulate", [f"+exp={exp}"])
         ChainParams.from_cfg(cfg.chain).validate()
-        config.validate(cfg)
+        engines.validate(cfg)

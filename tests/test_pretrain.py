@@ -8,10 +8,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bnexp import data, metrics, pretrain
+from bnexp import data, metrics
 from bnexp.config import compose
+from bnexp.engines.train import make_model
 from bnexp.errors import ConfigError
-from bnexp.train import make_model
+from bnexp.training import pretrain
 
 
 def _setup(variant: str, *overrides: str, depth: int = 12, width: int = 32, seed: int = 0, scale: int = 1,

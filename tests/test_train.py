@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnexp import config, data, metrics, probe, results, train
+from bnexp import config, data, engines, metrics, probe, results
+from bnexp.engines import train
 from bnexp.errors import ConfigError
 from bnexp.nn import MLP
 from bnexp.runtime import DTYPES
@@ -188,7 +189,7 @@ def test_init_depth_experiment_grid_composes_and_runs(outputs):
     runs = config.expand_grid(grid)
     cfgs = [config.compose("train", ["+exp=init_depth", *overrides]) for overrides in runs]
     for cfg in cfgs:
-        config.validate(cfg)
+        engines.validate(cfg)
     assert {(c.norm.name, c.model.depth) for c in cfgs} == {(n, d) for n in ("bn_torch", "none")
                                                              for d in (2, 4, 8, 16, 32)}
     cfg = cfgs[0]
@@ -292,6 +293,6 @@ def test_validation_single_sample_last_minibatch_with_bn():
 def test_validation_batch_larger_than_width_for_isometry_gap():
     cfg = _cfg("probe.metrics=[rank_torch,isometry_gap]", "data.batch_size=17")  # width 16
     with pytest.raises(ConfigError, match=r"^data\.batch_size=17.*isometry_gap"):
-        config.validate(cfg)
-    config.validate(_cfg("probe.metrics=[rank_torch,isometry_gap]", "data.batch_size=16"))
-    config.validate(_cfg("probe.metrics=[rank_torch]", "data.batch_size=17"))  # only φ needs n <= d
+        engines.validate(cfg)
+    engines.validate(_cfg("probe.metrics=[rank_torch,isometry_gap]", "data.batch_size=16"))
+    engines.validate(_cfg("probe.metrics=[rank_torch]", "data.batch_size=17"))  # only φ needs n <= d

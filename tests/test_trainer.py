@@ -12,10 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnexp import checkpoint, config, data, fit, metrics, optim, probe, results, train, trainer
+from bnexp import config, data, metrics, probe, results
+from bnexp.engines import train
 from bnexp.errors import ConfigError
 from bnexp.nn import MLP
 from bnexp.runtime import DTYPES
+from bnexp.training import checkpoint, fit, measures, optim, precision, rng
 
 SMALL = ["model.depth=3", "model.width=16", "data.dim=8", "data.n_train=64", "data.n_test=16",
          "data.batch_size=12", "runtime.progress=false", "probe.metrics=[rank_lower_bound]"]
@@ -64,7 +66,7 @@ def _manual_losses(cfg, seed=0) -> list[tuple[float, int]]:
     gen = torch.Generator().manual_seed(data.derive_seed(seed, "shuffle"))
     out = []
     with torch.random.fork_rng():
-        torch.manual_seed(trainer.train_seed(seed))
+        torch.manual_seed(rng.train_seed(seed))
         for _ in range(o.epochs):
             if cfg.data.sampling == "replacement":
                 batches = [torch.randint(0, n, (b,), generator=gen) for _ in range(per_epoch)]  # one draw a step
@@ -391,14 +393,14 @@ def test_checkpoint_save_is_atomic_and_load_tolerates_garbage(tmp_path):
 
 
 def test_precision_plan():
-    plan = trainer.precision_plan
-    assert plan("cuda", torch.float32, "auto", True) == trainer.Precision(torch.bfloat16, True)
-    assert plan("cuda", torch.float32, "auto", False) == trainer.Precision(torch.bfloat16, False)
-    assert plan("cuda", torch.float64, "auto", True) == trainer.Precision(None, True)
-    assert plan("cuda", torch.float32, "off", True) == trainer.Precision(None, True)
-    assert plan("cuda", torch.float32, False, True) == trainer.Precision(None, True)  # YAML's bare `off`
-    assert plan("cpu", torch.float32, "auto", True) == trainer.Precision(None, False)
-    assert plan("cpu", torch.float32, "bf16", True) == trainer.Precision(torch.bfloat16, False)
+    plan = precision.precision_plan
+    assert plan("cuda", torch.float32, "auto", True) == precision.Precision(torch.bfloat16, True)
+    assert plan("cuda", torch.float32, "auto", False) == precision.Precision(torch.bfloat16, False)
+    assert plan("cuda", torch.float64, "auto", True) == precision.Precision(None, True)
+    assert plan("cuda", torch.float32, "off", True) == precision.Precision(None, True)
+    assert plan("cuda", torch.float32, False, True) == precision.Precision(None, True)  # YAML's bare `off`
+    assert plan("cpu", torch.float32, "auto", True) == precision.Precision(None, False)
+    assert plan("cpu", torch.float32, "bf16", True) == precision.Precision(torch.bfloat16, False)
     with pytest.raises(ConfigError, match=r"^runtime\.amp='bf16'.*float32"):
         plan("cpu", torch.float64, "bf16", False)
     with pytest.raises(ConfigError, match=r"^runtime\.amp='fp16'.*auto, bf16, off"):
@@ -411,7 +413,7 @@ def test_bf16_autocast_keeps_norms_in_float32():
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm1d):
             m.register_forward_hook(lambda mod, args, out: seen.append((args[0].dtype, out.dtype)))
-    trainer.float32_norms(model)
+    precision.float32_norms(model)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(torch.randn(12, 8))
     assert logits.dtype == torch.bfloat16  # the Linear layers run in bf16
@@ -435,7 +437,7 @@ def test_channels_last_path_gives_the_same_numbers(monkeypatch):
             "probe.metrics=[rank_lower_bound]"]
     plain = FakeWriter()
     train.run(config.compose("train", conv), plain)
-    monkeypatch.setattr(train, "precision_plan", lambda *a, **k: trainer.Precision(None, True))  # CUDA's layout here
+    monkeypatch.setattr(train, "precision_plan", lambda *a, **k: precision.Precision(None, True))  # CUDA's layout here
     last = FakeWriter()
     train.run(config.compose("train", conv), last)
     assert "channels_last" in last.info["precision"]
@@ -528,7 +530,7 @@ def test_dropout_model_resumes_and_probing_does_not_perturb_training(outputs, mo
 
 
 def test_pretraining_runs_once_per_replicate_before_step_0_and_resumes(outputs, monkeypatch, tmp_path):
-    from bnexp import pretrain
+    from bnexp.training import pretrain
 
     base = ["norm=none", "model.depth=4", "optim.epochs=2", "optim.lr_grid=[0.001,0.01,0.1]"]
     options = ["pretrain.minibatches=3", "pretrain.steps=2", "pretrain.batch_size=12", "pretrain.lr=0.01",
@@ -581,10 +583,10 @@ def test_probe_measures_with_dropout_off_and_leaves_the_mode_alone():
 
 
 def test_chunks_cover_every_sample_and_never_leave_one_alone_under_batch_statistics():
-    assert trainer.chunks(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    assert trainer.chunks(9, 4) == [(0, 4), (4, 8), (8, 9)]
-    assert trainer.chunks(9, 4, merge_single=True) == [(0, 4), (4, 9)]
-    assert trainer.chunks(1, 4, merge_single=True) == [(0, 1)]
+    assert measures.chunks(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert measures.chunks(9, 4) == [(0, 4), (4, 8), (8, 9)]
+    assert measures.chunks(9, 4, merge_single=True) == [(0, 4), (4, 9)]
+    assert measures.chunks(1, 4, merge_single=True) == [(0, 1)]
 
 
 def test_step_zero_losses_use_batch_statistics_not_initial_running_statistics():
@@ -598,7 +600,7 @@ def test_step_zero_losses_use_batch_statistics_not_initial_running_statistics():
                 m.weight.mul_(4.0)  # far from unit scale: eval mode with running stats (0, 1) differs a lot
     x, y = torch.randn(40, 8, dtype=torch.float64), torch.randint(3, (40,))
     buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
-    loss, _ = trainer.evaluate(model, x, y, 20, batch_statistics=True)
+    loss, _ = measures.evaluate(model, x, y, 20, batch_statistics=True)
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in buffers.items())  # measuring changed nothing
     model.train()
@@ -606,7 +608,7 @@ def test_step_zero_losses_use_batch_statistics_not_initial_running_statistics():
         want = sum(F.cross_entropy(model(x[i:i + 20]), y[i:i + 20], reduction="sum") for i in (0, 20)) / 40
     assert float(loss) == pytest.approx(float(want), rel=1e-12)
     model.load_state_dict({**model.state_dict(), **buffers})
-    eval_loss, _ = trainer.evaluate(model, x, y, 20)
+    eval_loss, _ = measures.evaluate(model, x, y, 20)
     assert abs(float(eval_loss) - float(loss)) > 0.1
 
 

@@ -14,7 +14,7 @@ from bnexp.errors import ConfigError, check_int, check_number
 Split = tuple[Tensor, Tensor, Tensor, Tensor]  # x_train (n, ...), y_train (n,), x_test, y_test
 
 # Named random streams of one replicate; the weights themselves are drawn from the replicate seed.
-# ``pretrain``: the minibatch order of rank-maximising pre-training (bnexp.pretrain).
+# ``pretrain``: the minibatch order of rank-maximising pre-training (bnexp.training.pretrain).
 STREAMS = {"data": 1, "shuffle": 2, "model": 3, "pretrain": 4}
 
 

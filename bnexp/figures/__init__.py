@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 from omegaconf import OmegaConf
 
-from bnexp import config, results
+from bnexp import config, engines, results
 from bnexp.errors import ConfigError
 
 SCALES = ("smoke", "quick", "paper")
@@ -73,7 +73,7 @@ class RunGrid:
         data roots and the config directory come from environment variables)."""
         key = (self.command(), *(os.environ.get(v) for v in ("BNEXP_OUTPUTS", "BNEXP_DATA", "BNEXP_CONFIG_DIR")))
         if key not in _COMPOSED:
-            engine = config.experiment_engine(self.exp)
+            engine = engines.for_experiment(self.exp).config_name
             composed = [config.compose(engine, overrides) for overrides in self.override_sets()]
             for cfg in composed:
                 OmegaConf.set_readonly(cfg, True)

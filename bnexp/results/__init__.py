@@ -9,7 +9,8 @@ config minus output paths, runtime switches and Hydra's own settings. It holds
   profiles of a chain, 0 at initialisation; ``layer`` is empty for
   whole-network metrics. Rows are appended as they are produced, so a run that dies leaves a readable prefix.
 * ``run.json`` — status (running/done/failed), start/end, wall time, device, versions, git commit, pid, host.
-* ``checkpoint.pt`` — only while a training run is unfinished (``bnexp.checkpoint``): rerunning resumes from it.
+* ``checkpoint.pt`` — only while a training run is unfinished (``bnexp.training.checkpoint``): rerunning
+  resumes from it.
 
 Figures read runs only through :func:`load` (and :func:`load_runs`), which join the long rows with the
 flattened config (``chain.width``, ``model.depth``, ...).

@@ -31,7 +31,7 @@ import bnexp
 from bnexp.errors import CorruptRun
 
 COLUMNS = ("seed", "step", "layer", "metric", "value")
-CHECKPOINT = "checkpoint.pt"  # a training engine's resumable state in a run directory (bnexp.checkpoint)
+CHECKPOINT = "checkpoint.pt"  # a training engine's resumable state in a run directory (bnexp.training.checkpoint)
 LOCK = ".lock"  # held (flock) by the process computing a run: two sweeps never compute one run twice
 # Sections of a config that do not change what a run computes: excluded from its key.
 KEY_EXCLUDED = ("paths", "runtime", "hydra")

@@ -1,7 +1,7 @@
 """Training runs of ``bnexp train`` (``optim.epochs > 0``): replicates, the learning-rate grid, checkpoints, resume.
 
 For each replicate r (seed = cfg.seed + r) and each learning rate — ``optim.lr``, or every point of
-``optim.lr_grid`` — a :class:`bnexp.trainer.Trainer` trains a freshly built model (the same initial weights
+``optim.lr_grid`` — a :class:`bnexp.training.loop.Trainer` trains a freshly built model (the same initial weights
 and minibatch order for every learning rate: they depend on the seed only) and emits its rows.
 
 Learning-rate grid search (``optim.lr_grid: [lr_1, …, lr_G]``; the rank paper's "grid-searched learning
@@ -18,19 +18,23 @@ earlier point). metrics.csv gets, per seed, only the chosen run's rows — the s
 grid point are held in memory until the replicate's grid is done (they are part of a checkpoint); progress
 bars count each (replicate, grid point) once.
 
-Pre-training (``cfg.pretrain``, :mod:`bnexp.pretrain`; absent or ``name: none`` = none): ``prepare(model,
-x_train, y_train, seed)`` runs once per replicate on the freshly initialised model, before step 0 is
-measured, with torch's global generator forked and seeded from the replicate (:func:`bnexp.trainer.train_seed`
-+ 1) so that it never shifts the training stream; every grid point starts from that pre-trained state.
+What is trained comes from the engine as one object (:class:`Networks`): the replicate's model, the precision
+plan, the fixed probe batch and the optional pre-training.
+
+Pre-training (``cfg.pretrain``, :mod:`bnexp.training.pretrain`; absent or ``name: none`` = none):
+``networks.pretrainer(model, x_train, y_train, seed)`` runs once per replicate on the freshly initialised
+model, before step 0 is measured, with torch's global generator forked and seeded from the replicate
+(:func:`bnexp.training.rng.train_seed` + 1) so that it never shifts the training stream; every grid point
+starts from that pre-trained state.
 run.json notes its statistics as ``pretrain = {seed: stats}``.
 
 Checkpoints (``runtime.checkpoint_every``: every k epochs, and after the last epoch of each (replicate, grid
-point)): ``checkpoint.pt`` in the run directory (``bnexp.checkpoint``) with the trainer's state, the position
-(replicate, grid point), the held rows and the size of metrics.csv. ``results.execute`` reopens an unfinished
-run that has one without clearing metrics.csv; :func:`train_all` then truncates the file to that size and
-continues, so a killed run ends with the same metrics.csv as an uninterrupted one (on the CPU, byte for byte).
-A checkpoint made on another device type or precision, or one that does not match the file, is ignored (the
-run starts over; run.json notes why). The checkpoint is deleted when the run finishes, unless
+point)): ``checkpoint.pt`` in the run directory (:mod:`bnexp.training.checkpoint`) with the trainer's state,
+the position (replicate, grid point), the held rows and the size of metrics.csv. ``results.execute`` reopens
+an unfinished run that has one without clearing metrics.csv; :func:`train_all` then truncates the file to that
+size and continues, so a killed run ends with the same metrics.csv as an uninterrupted one (on the CPU, byte
+for byte). A checkpoint made on another device type or precision, or one that does not match the file, is
+ignored (the run starts over; run.json notes why). The checkpoint is deleted when the run finishes, unless
 ``runtime.keep_checkpoint``. Writers without a ``directory`` (tests' in-memory writers) take no checkpoints.
 """
 
@@ -38,20 +42,39 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bnexp import checkpoint, data
-from bnexp.optim import OptimSpec
+from bnexp import data
 from bnexp.probe import ProbeSpec
-from bnexp.trainer import Precision, Trainer, forked_rng, pretrain_seeded, rng_state, set_rng_state, train_seed
+from bnexp.results import Row, run_key
+from bnexp.training import checkpoint
+from bnexp.training.loop import Trainer
+from bnexp.training.optim import OptimSpec
+from bnexp.training.precision import Precision
+from bnexp.training.rng import forked_rng, pretrain_seeded, rng_state, set_rng_state, train_seed
 
-__all__ = ["choose_lr", "train_all"]
+__all__ = ["Networks", "choose_lr", "train_all"]
 
-Row = tuple[int, int, "int | None", str, float]
+
+class Networks(Protocol):
+    """What :func:`train_all` trains, as the engine builds it (``engines.train.Networks``)."""
+
+    # pre-training of a fresh model, ``(model, x_train, y_train, seed) -> stats``; None: no pre-training
+    pretrainer: Callable[[nn.Module, Tensor, Tensor, int], dict] | None
+
+    def model(self, seed: int, d_in: int) -> nn.Module:
+        """Replicate ``seed``'s freshly initialised model on the device, for inputs of ``d_in`` features."""
+
+    def precision(self, d_in: int) -> Precision:
+        """The precision plan of the run (depends on the model class and the device only)."""
+
+    def probe_batch(self, x_train: Tensor, y_train: Tensor) -> tuple[Tensor, Tensor]:
+        """The fixed probe batch drawn from a replicate's training set."""
 
 
 def choose_lr(final_losses: list[float | None]) -> int:
@@ -64,8 +87,6 @@ def choose_lr(final_losses: list[float | None]) -> int:
 
 def _resume_state(writer, cfg: DictConfig, device: torch.device, precision: Precision) -> dict | None:
     """The checkpoint to continue from (metrics.csv truncated to it), or None: start over (file cleared)."""
-    from bnexp.results import run_key
-
     path = checkpoint.path_in(writer.directory)
     if not getattr(writer, "resume", False):
         checkpoint.remove(path)  # a stale checkpoint of an earlier attempt (e.g. a forced rerun)
@@ -93,18 +114,9 @@ def _resume_state(writer, cfg: DictConfig, device: torch.device, precision: Prec
     return state
 
 
-def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device, dtype: torch.dtype,
-              spec: ProbeSpec, optim: OptimSpec, precision_of: Callable[[int], Precision],
-              build: Callable[[int, int], nn.Module],
-              probe_batch: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
-              prepare: Callable[[nn.Module, Tensor, Tensor, int], dict] | None = None) -> None:
-    """Train every replicate (and grid point) of ``cfg``, appending rows to ``writer`` (module docstring).
-
-    ``build(seed, d_in)`` makes the replicate's model on the device, ``precision_of(d_in)`` the precision plan,
-    ``probe_batch(x_train, y_train)`` the fixed probe batch, ``prepare`` (optional) pre-trains a fresh model.
-    """
-    from bnexp.results import run_key
-
+def train_all(cfg: DictConfig, writer, networks: Networks, *, seeds: list[int], device: torch.device,
+              dtype: torch.dtype, spec: ProbeSpec, optim: OptimSpec) -> None:
+    """Train every replicate (and grid point) of ``cfg``, appending rows to ``writer`` (module docstring)."""
     runtime_cfg = cfg.get("runtime") or {}
     every = int(runtime_cfg.get("checkpoint_every", 1))
     keep = bool(runtime_cfg.get("keep_checkpoint", False))
@@ -116,7 +128,7 @@ def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device
     first = data.make_dataset(cfg.data, seeds[0], device, dtype)
     d_in, n_train = first[0][0].numel(), len(first[0])
     last_step = optim.epochs if optim.log_every is None else optim.epochs * optim.steps(n_train, batch, drop_last)
-    precision = precision_of(d_in)  # depends on the model class and device only
+    precision = networks.precision(d_in)  # depends on the model class and device only
     writer.note(precision=precision.describe(), step_unit="epoch" if optim.log_every is None else "iteration")
     state = _resume_state(writer, cfg, device, precision) if path is not None else None
     notes: dict[str, dict] = {k: dict(v) for k, v in state["notes"].items()} if state is not None else {}
@@ -128,7 +140,7 @@ def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device
             continue
         split = first if r == 0 else data.make_dataset(cfg.data, seed, device, dtype)
         first = None
-        probe_xy = probe_batch(split[0], split[1])
+        probe_xy = networks.probe_batch(split[0], split[1])
         resumed = state if state is not None and state["replicate"] == r else None
         held: list[list[Row]] = resumed["held"] if resumed else [[] for _ in grid]
         finals: list[float | None] = list(resumed["finals"]) if resumed else [None] * len(grid)
@@ -137,7 +149,8 @@ def train_all(cfg: DictConfig, writer, *, seeds: list[int], device: torch.device
         initial: dict[str, Tensor] = dict(resumed.get("initial") or {}) if resumed else {}
         for g in range(resumed["grid_index"] if resumed else 0, len(grid)):
             is_resumed = resumed is not None and g == resumed["grid_index"]
-            model = build(seed, d_in)
+            model = networks.model(seed, d_in)
+            prepare = networks.pretrainer
             if prepare is not None and not is_resumed:  # a resumed model comes from the checkpoint
                 if not initial:
                     stats = pretrain_seeded(prepare, model, split[0], split[1], seed, device)

@@ -1,9 +1,9 @@
 """The network engine: ``run(cfg, writer)`` measures a network at initialisation or trains it.
 
 Modules with one job each: this one validates the config, builds models (``make_model``) and runs the
-init-time probe; :mod:`bnexp.fit` runs training (replicates × learning-rate grid, checkpoints, resume);
-:mod:`bnexp.trainer` is the loop of one training run (log points, devices, precision); :mod:`bnexp.optim`
-holds the optimisers, schedules and minibatch sampling; :mod:`bnexp.probe` the measurements.
+init-time probe; :mod:`bnexp.training` trains (``fit``: replicates × learning-rate grid, checkpoints, resume;
+``loop``: one training run and its log points; ``measures``, ``precision``, ``optim``, ``pretrain``);
+:mod:`bnexp.probe` holds the measurements of a network.
 
 For each replicate r (seed = cfg.seed + r) it builds the data and the model and writes long rows
 ``(seed, step, layer, metric, value)``:
@@ -33,17 +33,17 @@ For each replicate r (seed = cfg.seed + r) it builds the data and the model and 
   ``data.batch_size`` (norms without running statistics — bn_theory, bn_center — normalise with each chunk's
   statistics, as in training). With ``optim.lr_grid`` every replicate is trained at each learning rate from
   the same initial weights and only the run with the lowest final training loss is written, with rows ``lr``,
-  ``grid_lr`` and ``grid_train_loss`` (:mod:`bnexp.fit`). A run directory gets ``checkpoint.pt`` every
+  ``grid_lr`` and ``grid_train_loss`` (:mod:`bnexp.training.fit`). A run directory gets ``checkpoint.pt`` every
   ``runtime.checkpoint_every`` epochs; rerunning a killed run resumes from it and ends with the same
   metrics.csv as an uninterrupted run.
 
 Seeds in one pass: at ``optim.epochs = 0`` the replicates are measured together (``runtime.batch_seeds``:
 ``auto`` for n_seeds ≥ 2, ``true``, ``false``): every seed's model is built exactly as in the per-seed loop,
-then all are stacked and probed in one vmapped forward and one backward (``bnexp.batched``), in passes of as
-many seeds as ``batched.seeds_per_pass`` allows; the rows are the loop's (same order) and the numbers agree
+then all are stacked and probed in one vmapped forward and one backward (``bnexp.probe.stacked``), in passes of as
+many seeds as ``probe.seeds_per_pass`` allows; the rows are the loop's (same order) and the numbers agree
 up to float rounding. The weights of a pass are initialised on worker threads (one per core, each
 replicate with its own generator, so the draws are those of the loop). ``auto`` falls back to the loop when
-vmap cannot run the model (or ``probe.alignment`` is on), and notes ``seed_batching`` in ``run.json``.
+vmap cannot run the model, and notes ``seed_batching`` in ``run.json``.
 Training (epochs > 0) always runs one replicate at a time.
 
 Numerics and devices: the model and inputs are in ``cfg.dtype`` (float64 for init-time runs, float32 for
@@ -52,7 +52,7 @@ seeded with the replicate's seed (biases and data from independent streams of it
 then moved to ``runtime.device`` (``auto``: CUDA when available), so a seed gives the same network on every
 device. The dataset lives on the device; on CUDA convnets use channels_last, and ``runtime.amp`` (``auto``:
 bf16 on CUDA) runs the training forward pass under bf16 autocast with every norm in float32
-(:func:`bnexp.trainer.precision_plan`). Nothing in the step loop waits for the device: one transfer per log
+(:func:`bnexp.training.precision.precision_plan`). Nothing in the step loop waits for the device: one transfer per log
 point. CPU runs are reproducible: the same config gives the same metrics.csv byte for byte.
 """
 
@@ -60,21 +60,33 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from bnexp import batched, data, fit, metrics, runtime
+from bnexp import data, metrics, runtime
 from bnexp.errors import ConfigError, check_bool, check_int, check_number, choose
 from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, init_weights
-from bnexp.optim import OPTIMIZERS, OptimSpec
-from bnexp.probe import ProbeSpec, probe, values_to_rows
+from bnexp.probe import (
+    ProbeSpec,
+    Stack,
+    StackBuilder,
+    check_batch_seeds,
+    probe,
+    probe_stacked,
+    seeds_per_pass,
+    values_to_rows,
+)
 from bnexp.runtime import DTYPES, check_threads, resolve_device
-from bnexp.trainer import check_amp, evaluate, is_conv, precision_plan, pretrain_seeded
+from bnexp.training import fit
+from bnexp.training.optim import OptimSpec
+from bnexp.training.precision import Precision, check_amp, is_conv, precision_plan
+from bnexp.training.rng import pretrain_seeded
 
-__all__ = ["OPTIMIZERS", "choose_threads", "evaluate", "make_model", "run", "validate"]
+__all__ = ["Networks", "choose_threads", "feature_layers", "make_model", "run", "validate"]
 
 SMALL_WIDTH = 256  # runtime.threads=auto: one BLAS thread up to this width (small per-op work)
 
@@ -116,16 +128,13 @@ def validate(cfg: DictConfig) -> None:
     choose("dtype", cfg.get("dtype"), DTYPES)
     runtime.validate(cfg, "train")
     section = cfg.get("runtime") or {}
-    setting = batched.check_batch_seeds(section.get("batch_seeds", "auto"))
-    if setting is True and spec.alignment and epochs == 0:
-        raise ConfigError("runtime.batch_seeds", True, "false or auto with probe.alignment=true (the alignment "
-                          "probe runs one seed at a time)")
+    setting = check_batch_seeds(section.get("batch_seeds", "auto"))
     device = resolve_device(section.get("device", "auto"), "train")
     precision_plan(device.type, DTYPES[cfg.dtype], check_amp(section.get("amp", "auto")), conv=False)
     check_int("runtime.checkpoint_every", section.get("checkpoint_every", 1), 1)
     check_bool("runtime.keep_checkpoint", section.get("keep_checkpoint", False))
     if cfg.get("pretrain") is not None:
-        from bnexp import pretrain
+        from bnexp.training import pretrain
 
         pretrain.validate(cfg.pretrain)
         if setting is True and _pretrainer(cfg) is not None and epochs == 0:
@@ -208,14 +217,39 @@ def _probe_batches(cfg: DictConfig, x_train: Tensor, y_train: Tensor, count: int
 
 
 def _pretrainer(cfg: DictConfig) -> Callable[[nn.Module, Tensor, Tensor, int], dict] | None:
-    """``bnexp.pretrain.pretrain`` bound to ``cfg.pretrain``, or None when the config has no pre-training
-    (no ``pretrain`` node, or ``name: none``). Imported only when used."""
+    """``bnexp.training.pretrain.pretrain`` bound to ``cfg.pretrain``, or None when the config has no
+    pre-training (no ``pretrain`` node, or ``name: none``). Imported only when used."""
     node = cfg.get("pretrain")
     if node is None or node.get("name", "none") == "none":
         return None
-    from bnexp import pretrain
+    from bnexp.training import pretrain
 
     return lambda model, x, y, seed: pretrain.pretrain(model, x, y, node, seed)
+
+
+@dataclass(frozen=True)
+class Networks:
+    """What ``fit.train_all`` trains for ``cfg`` (``fit.Networks``): models, precision plan, probe batch and
+    pre-training, on ``device`` in ``dtype`` with the ``runtime.amp`` setting ``amp``."""
+
+    cfg: DictConfig
+    device: torch.device
+    dtype: torch.dtype
+    amp: str
+
+    def model(self, seed: int, d_in: int) -> nn.Module:
+        return make_model(self.cfg, d_in, int(self.cfg.data.n_classes), seed, self.device, self.dtype)
+
+    def precision(self, d_in: int) -> Precision:
+        conv = _is_conv(self.cfg, d_in, int(self.cfg.data.n_classes), self.dtype)
+        return precision_plan(self.device.type, self.dtype, self.amp, conv)
+
+    def probe_batch(self, x_train: Tensor, y_train: Tensor) -> tuple[Tensor, Tensor]:
+        return _probe_batches(self.cfg, x_train, y_train, 1)[0]
+
+    @property
+    def pretrainer(self) -> Callable[[nn.Module, Tensor, Tensor, int], dict] | None:
+        return _pretrainer(self.cfg)
 
 
 def _measure_replicate(cfg: DictConfig, seed: int, device: torch.device, dtype: torch.dtype, spec: ProbeSpec,
@@ -238,7 +272,7 @@ def _measure_replicate(cfg: DictConfig, seed: int, device: torch.device, dtype: 
 
 def _run_batched(cfg: DictConfig, seeds: list[int], device: torch.device, dtype: torch.dtype, spec: ProbeSpec,
                  writer, bar: tqdm, cores: int, strict: bool) -> bool:
-    """The epochs = 0 rows of every seed, in vmapped passes of ``batched.seeds_per_pass`` seeds (module doc).
+    """The epochs = 0 rows of every seed, in vmapped passes of ``probe.seeds_per_pass`` seeds (module doc).
 
     A builder thread makes the next pass's data and models (weight inits on ``workers`` threads, each seed
     with its own generator) while the main thread probes the current pass. Returns False, having written
@@ -259,17 +293,18 @@ def _run_batched(cfg: DictConfig, seeds: list[int], device: torch.device, dtype:
         cache[seeds[0]] = first
     d_in, n_classes = first[0][0][0].numel(), int(cfg.data.n_classes)
     width, depth, batch = int(cfg.model.width), int(cfg.model.depth), int(cfg.data.batch_size)
-    per_pass = batched.seeds_per_pass(len(seeds), depth, width, batch, d_in, dtype.itemsize)
+    per_pass = seeds_per_pass(len(seeds), depth, width, batch, d_in, dtype.itemsize,
+                              samples=min(spec.alignment_samples, batch) if spec.alignment else 0)
     chunks = [seeds[i : i + per_pass] for i in range(0, len(seeds), per_pass)]
     threads = choose_threads(cfg.runtime.threads, width) or cores
     workers = max(1, cores) if cfg.runtime.threads == "auto" else 1
     torch.set_num_threads(threads)
 
     with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as ahead:
-        builder = batched.StackBuilder(lambda seed: _construct(cfg, d_in, n_classes, seed, dtype),
-                                       lambda model, seed: _initialise(cfg, model, seed), seeds, pool, workers)
+        builder = StackBuilder(lambda seed: _construct(cfg, d_in, n_classes, seed, dtype),
+                               lambda model, seed: _initialise(cfg, model, seed), seeds, pool, workers)
 
-        def build(chunk: list[int]) -> tuple[list, batched.Stack]:
+        def build(chunk: list[int]) -> tuple[list, Stack]:
             return [probes_of(seed) for seed in chunk], builder.build(chunk, device)
 
         job = ahead.submit(build, chunks[0])
@@ -282,7 +317,7 @@ def _run_batched(cfg: DictConfig, seeds: list[int], device: torch.device, dtype:
                 x = torch.stack([probes[b][0] for probes in inputs])
                 y = torch.stack([probes[b][1] for probes in inputs])
                 try:
-                    found.append(batched.probe_stacked(stacked, x, y, spec, weights=b == 0))
+                    found.append(probe_stacked(stacked, x, y, spec, weights=b == 0))
                 except (RuntimeError, NotImplementedError) as err:
                     if strict or index > 0 or b > 0:
                         raise
@@ -310,7 +345,7 @@ def run(cfg: DictConfig, writer) -> None:
 
     At epochs = 0 with ``runtime.batch_seeds`` (``auto``: n_seeds ≥ 2) the seeds are probed together in vmapped
     passes (``_run_batched``); otherwise, or when vmap cannot run the model under ``auto``, one at a time.
-    Training (epochs > 0) is :func:`bnexp.fit.train_all`.
+    Training (epochs > 0) is :func:`bnexp.training.fit.train_all`.
     """
     validate(cfg)
     device = resolve_device(cfg.runtime.device, "train")
@@ -318,23 +353,17 @@ def run(cfg: DictConfig, writer) -> None:
     spec = ProbeSpec.from_cfg(cfg.probe, feature_layers(cfg))
     optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
     previous = torch.get_num_threads()
-    setting = batched.check_batch_seeds(cfg.runtime.get("batch_seeds", "auto"))
+    setting = check_batch_seeds(cfg.runtime.get("batch_seeds", "auto"))
     seeds = [int(cfg.seed) + r for r in range(int(cfg.n_seeds))]
-    together = (optim.epochs == 0 and not spec.alignment and _pretrainer(cfg) is None
+    together = (optim.epochs == 0 and _pretrainer(cfg) is None
                 and (setting is True or (setting == "auto" and len(seeds) > 1)))
     try:
         if optim.epochs > 0:
             threads = choose_threads(cfg.runtime.threads, cfg.model.width) or previous
             writer.note(device=str(device), dtype=str(cfg.dtype), threads=threads)
             torch.set_num_threads(threads)
-            amp = check_amp(cfg.runtime.get("amp", "auto"))
-            n_classes = int(cfg.data.n_classes)
-            fit.train_all(
-                cfg, writer, seeds=seeds, device=device, dtype=dtype, spec=spec, optim=optim,
-                precision_of=lambda d_in: precision_plan(device.type, dtype, amp,
-                                                         _is_conv(cfg, d_in, n_classes, dtype)),
-                build=lambda seed, d_in: make_model(cfg, d_in, n_classes, seed, device, dtype),
-                probe_batch=lambda x, y: _probe_batches(cfg, x, y, 1)[0], prepare=_pretrainer(cfg))
+            networks = Networks(cfg, device, dtype, check_amp(cfg.runtime.get("amp", "auto")))
+            fit.train_all(cfg, writer, networks, seeds=seeds, device=device, dtype=dtype, spec=spec, optim=optim)
             return
         with tqdm(total=len(seeds), desc=str(cfg.exp_name), disable=not cfg.runtime.progress, leave=False) as bar:
             if together and _run_batched(cfg, seeds, device, dtype, spec, writer, bar, previous, setting is True):

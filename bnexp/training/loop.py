@@ -1,0 +1,181 @@
+"""The training loop of ``bnexp train``: one model, one learning rate, from initialisation to its last log point.
+
+:class:`Trainer` owns the optimiser (:mod:`bnexp.training.optim`), the minibatch generator and the running
+sums since the last log point, and turns each log point into rows ``(seed, step, layer, metric, value)``:
+
+* log points: ``optim.log_every = null`` → the end of every epoch, step = epoch; ``optim.log_every = k`` →
+  every k optimiser steps and at the last step, step = the iteration count t (steps taken so far). Step 0 is
+  the network before training (:meth:`Trainer.initial_rows`).
+* a log point is its list of measurements (:mod:`bnexp.training.measures`: running means of the training
+  minibatches, a test-set pass, the probe), each with its metric names and cadence; the loop iterates over
+  them inside a fork of torch's global generator, so that measuring never shifts the training stream.
+* one device → host transfer per log point (``probe.values_to_rows``); nothing in the step loop syncs.
+
+Precision (:mod:`bnexp.training.precision`): the constructor applies the plan to the model (channels_last,
+float32 norms under autocast); the forward pass and loss of each step run under its autocast.
+
+Randomness (:mod:`bnexp.training.rng`): the minibatch indices come from a CPU generator seeded with the
+replicate's ``shuffle`` stream; the caller runs :meth:`Trainer.fit` with torch's global generator seeded from
+``train_seed(seed)``. Every learning rate of a grid sees the same initial weights and the same minibatch order.
+:meth:`Trainer.state_dict` holds everything needed to continue bit for bit (:mod:`bnexp.training.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bnexp import data
+from bnexp.probe import ProbeSpec, values_to_rows
+from bnexp.results import Row
+from bnexp.training import precision as plan
+from bnexp.training.measures import LOG, START, Measurement, default_measurements
+from bnexp.training.optim import OptimSpec, epoch_batches, make_optimizer, make_scheduler
+from bnexp.training.precision import PLAIN, Precision
+from bnexp.training.rng import forked_rng
+
+__all__ = ["Trainer"]
+
+
+class Trainer:
+    """Trains ``model`` on ``(x_train, y_train)`` with one learning rate; see the module docstring.
+
+    ``model`` is already on the device in its dtype (``engines.train.make_model``); the constructor applies the
+    precision plan to it. ``measurements`` (default: :func:`~bnexp.training.measures.default_measurements`)
+    are the log points' measurements, in the order of their rows.
+    """
+
+    def __init__(self, model: nn.Module, split: tuple[Tensor, Tensor, Tensor, Tensor],
+                 probe_batch: tuple[Tensor, Tensor], *, seed: int, lr: float, optim: OptimSpec, spec: ProbeSpec,
+                 batch_size: int, drop_last: bool = False, precision: Precision = PLAIN,
+                 measurements: Sequence[Measurement] | None = None):
+        self.precision = precision
+        self.model = plan.apply(model, precision)
+        self.seed, self.lr, self.optim, self.spec = seed, lr, optim, spec
+        self.measurements = tuple(measurements) if measurements is not None else default_measurements(spec)
+        self.x_train, self.y_train, self.x_test, self.y_test = split
+        self.x_train, self.x_test = plan.layout(self.x_train, precision), plan.layout(self.x_test, precision)
+        self.x_probe, self.y_probe = plan.layout(probe_batch[0], precision), probe_batch[1]
+        self.device = self.x_train.device
+        self.batch_size, self.drop_last = int(batch_size), bool(drop_last)
+        self.steps_per_epoch = optim.steps(len(self.x_train), self.batch_size, self.drop_last)
+        self.total_steps = optim.epochs * self.steps_per_epoch
+        self.optimizer = make_optimizer(optim, model.parameters(), lr)
+        self.scheduler = make_scheduler(optim, self.optimizer, self.steps_per_epoch)
+        self.shuffle = torch.Generator().manual_seed(data.derive_seed(seed, "shuffle"))
+        self.epoch = 0
+        self.iteration = 0
+        self.last_train_loss: float | None = None
+        self._reset_sums()
+
+    # ------------------------------------------------------------------ rows
+
+    def _reset_sums(self) -> None:
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.correct = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.seen = 0
+
+    def measure(self, when: str, step: int) -> list[Row]:
+        """The rows of the measurements of cadence ``when`` at ``step``. They draw from a fork of torch's global
+        generator (dropout in a train-mode probe), so that what is measured never changes the training run's
+        random stream."""
+        with forked_rng(self.device):
+            items = [item for m in self.measurements if m.when == when for item in m(self)]
+        return values_to_rows(items, self.seed, step)  # the log point's one host sync
+
+    def initial_rows(self) -> list[Row]:
+        """Step 0: the network before training (the ``START`` measurements)."""
+        return self.measure(START, 0)
+
+    def log(self, step: int) -> list[Row]:
+        """The rows of a log point at ``step`` (the ``LOG`` measurements); resets the running sums."""
+        rows = self.measure(LOG, step)
+        self._reset_sums()
+        self.last_train_loss = _logged(rows).get("train_loss")
+        return rows
+
+    # ------------------------------------------------------------------ training
+
+    def step(self, idx: Tensor) -> None:
+        """One optimiser step on the minibatch ``idx``; the running sums stay on the device."""
+        xb, yb = plan.layout(self.x_train[idx], self.precision), self.y_train[idx]
+        with plan.autocast(self.device, self.precision):
+            logits = self.model(xb)
+            loss = F.cross_entropy(logits, yb)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        n = len(idx)
+        self.loss_sum += loss.detach().to(torch.float64) * n
+        self.correct += (logits.detach().argmax(1) == yb).sum()
+        self.seen += n
+        self.iteration += 1
+
+    def train_epoch(self, emit: Callable[[list[Row]], None] | None = None, bar=None) -> None:
+        """The next epoch's steps. With ``emit``, the log points that fall in it are emitted (per-epoch logging:
+        at its end); without, nothing is measured (benchmarks)."""
+        self.model.train()
+        every = self.optim.log_every
+        for idx in epoch_batches(len(self.x_train), self.batch_size, self.shuffle, self.device,
+                                 self.optim.sampling, self.steps_per_epoch, self.drop_last):
+            self.step(idx)
+            if bar is not None:
+                bar.update()
+            if emit is not None and every is not None and (
+                    self.iteration % every == 0 or self.iteration == self.total_steps):
+                self._emit(emit, self.log(self.iteration), bar)
+                self.model.train()
+        self.epoch += 1
+        if emit is not None and every is None:
+            self._emit(emit, self.log(self.epoch), bar)
+
+    def _emit(self, emit, rows: list[Row], bar) -> None:
+        emit(rows)
+        if bar is not None:
+            logged = _logged(rows)
+            bar.set_postfix(epoch=self.epoch + 1 if self.optim.log_every else self.epoch,
+                            train_loss=f"{logged['train_loss']:.4g}", test_acc=f"{logged['test_acc']:.3f}")
+
+    def fit(self, emit: Callable[[list[Row]], None], on_epoch_end: Callable[[Trainer], None] | None = None,
+            bar=None) -> None:
+        """Train the remaining epochs, emitting every log point's rows; ``on_epoch_end(self)`` after each epoch
+        (checkpoints)."""
+        while self.epoch < self.optim.epochs:
+            self.train_epoch(emit, bar)
+            if on_epoch_end is not None:
+                on_epoch_end(self)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "shuffle": self.shuffle.get_state(),
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "sums": (self.loss_sum.cpu(), self.correct.cpu(), self.seen),
+            "last_train_loss": self.last_train_loss,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.shuffle.set_state(state["shuffle"])
+        self.epoch, self.iteration = int(state["epoch"]), int(state["iteration"])
+        loss_sum, correct, seen = state["sums"]
+        self.loss_sum, self.correct, self.seen = loss_sum.to(self.device), correct.to(self.device), int(seen)
+        self.last_train_loss = state["last_train_loss"]
+
+
+def _logged(rows: list[Row]) -> dict[str, float]:
+    """The whole-network values (layer empty) of a log point's rows, by metric name."""
+    return {name: value for _, _, layer, name, value in rows if layer is None}
