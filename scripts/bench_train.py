@@ -3,10 +3,11 @@
 Both sides train the same architecture on the same data for the same number of steps, batch size and dtype
 (float32), SGD lr 0.01:
 
-* **bnexp**: ``bnexp.trainer.Trainer`` built as ``bnexp train`` builds it (``train.make_model``, the dataset
-  resident on the device, index tensors per epoch, running loss/accuracy sums on the device; on CUDA bf16
-  autocast with float32 norms and channels_last for convnets, ``runtime.amp=auto``), timed over
-  ``Trainer.train_epoch()`` without logging;
+* **bnexp**: the engine's own training loop, ``bnexp.training.loop.Trainer``, built from the engine's
+  ``bnexp.engines.train.Networks`` exactly as ``fit.train_all`` builds it (the replicate's model, its probe
+  batch and precision plan; the dataset resident on the device, index tensors per epoch, running loss/accuracy
+  sums on the device; on CUDA bf16 autocast with float32 norms and channels_last for convnets,
+  ``runtime.amp=auto``), timed over ``Trainer.train_epoch()`` without logging;
 * **plain**: ``torch.utils.data.DataLoader(TensorDataset(x, y), batch_size, shuffle=True)`` over CPU tensors,
   and per batch ``model(x)``, ``cross_entropy``, ``zero_grad``, ``backward``, ``step`` in float32 (on CUDA
   with ``pin_memory`` and ``non_blocking`` copies). The CPU model is an ``nn.Sequential`` MLP (Linear →
@@ -14,13 +15,15 @@ Both sides train the same architecture on the same data for the same number of s
   same modules), in float32 without autocast.
 
 Printed: images/second for both and their ratio, and the logging overhead: the extra time of an epoch that
-ends with bnexp's per-epoch log point (test-set pass plus the default probe: rank_torch, soft_rank and
-rank_lower_bound of every hidden layer, loss, per-layer gradient norms) as a percentage of an epoch without it.
+ends with bnexp's per-epoch log point (the trainer's own measurements, ``training.measures``: running means,
+test-set pass, the default probe — rank_torch, soft_rank and rank_lower_bound of every hidden layer, loss,
+per-layer gradient norms) as a percentage of an epoch without it.
 Timings are the best of --repeats interleaved runs after one warm-up epoch. Results: docs/performance.md.
 
     python scripts/bench_train.py                      # CPU: MLP 3072 → 512 ×10, batch 128 (+ CUDA if present)
     python scripts/bench_train.py --width 128 --epochs 3
     python scripts/bench_train.py --skip cpu           # the CUDA section only (VGG19, ResNet-50)
+    python scripts/bench_train.py --width 32 --depth 2 --steps 4 --n-test 64 --epochs 1 --repeats 1  # smoke
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bnexp import config, data, train
-from bnexp.optim import OptimSpec
+from bnexp import config, data, engines
+from bnexp.engines import train
 from bnexp.probe import ProbeSpec
 from bnexp.runtime import DTYPES
-from bnexp.trainer import Trainer, check_amp, is_conv, precision_plan
+from bnexp.training.loop import Trainer
+from bnexp.training.optim import OptimSpec
+from bnexp.training.precision import check_amp
 
 
 def sync(device: torch.device) -> None:
@@ -48,15 +53,18 @@ def sync(device: torch.device) -> None:
 
 
 def make_trainer(cfg, device: torch.device) -> Trainer:
-    """A Trainer exactly as ``bnexp train`` sets one up for replicate ``cfg.seed``."""
+    """The Trainer of replicate ``cfg.seed`` exactly as ``bnexp train`` (``fit.train_all``) sets it up: the
+    engine validates the config and its ``Networks`` give the model, the probe batch and the precision plan."""
+    engines.validate(cfg)
     dtype = DTYPES[cfg.dtype]
+    networks = train.Networks(cfg, device, dtype, check_amp(cfg.runtime.amp))
     split = data.make_dataset(cfg.data, cfg.seed, device, dtype)
-    model = train.make_model(cfg, split[0][0].numel(), int(cfg.data.n_classes), cfg.seed, device, dtype)
-    plan = precision_plan(device.type, dtype, check_amp(cfg.runtime.amp), is_conv(model))
-    probe_batch = data.probe_batch(split[0], split[1], cfg.data.batch_size)
-    return Trainer(model, split, probe_batch, seed=cfg.seed, lr=float(cfg.optim.lr),
-                   optim=OptimSpec.from_cfg(cfg.optim, cfg.data), spec=ProbeSpec.from_cfg(cfg.probe, cfg.model.depth),
-                   batch_size=cfg.data.batch_size, drop_last=bool(cfg.data.drop_last), precision=plan)
+    d_in = split[0][0].numel()
+    optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
+    return Trainer(networks.model(cfg.seed, d_in), split, networks.probe_batch(split[0], split[1]), seed=cfg.seed,
+                   lr=optim.lrs[0], optim=optim, spec=ProbeSpec.from_cfg(cfg.probe, train.feature_layers(cfg)),
+                   batch_size=cfg.data.batch_size, drop_last=bool(cfg.data.drop_last),
+                   precision=networks.precision(d_in))
 
 
 def time_bnexp(trainer: Trainer, epochs: int, log: bool) -> float:
@@ -153,7 +161,6 @@ def cuda(args) -> None:
                      "runtime.device=cuda", "runtime.progress=false"]
         try:
             cfg = config.compose("train", overrides)
-            train.validate(cfg)
             trainer = make_trainer(cfg, device)
         except Exception as err:  # the model may not exist yet in this checkout
             print(f"| {name} | skipped: {type(err).__name__}: {str(err)[:120]} | | | | |")
