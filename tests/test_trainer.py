@@ -617,3 +617,28 @@ def test_step_zero_losses_use_batch_statistics_not_initial_running_statistics():
 def test_conv_models_are_recognised_without_building_them(model, conv):
     cfg = config.compose("train", [f"model={model}"])
     assert train._is_conv(cfg, 3 * 32 * 32, 10, torch.float32) is conv
+
+
+def test_a_log_point_is_its_measurements_each_writing_the_metrics_it_names():
+    """The trainer's rows are its measurements' items in order; each measurement writes exactly its names."""
+    from bnexp.probe import ProbeSpec
+    from bnexp.training.loop import Trainer
+
+    cfg = _cfg("optim.epochs=1", "probe.weight_metrics=[isometry_gap]", "probe.alignment=true")
+    device, dtype = torch.device("cpu"), DTYPES[cfg.dtype]
+    networks = train.Networks(cfg, device, dtype, "off")
+    split = data.make_dataset(cfg.data, 0, device, dtype)
+    d_in = split[0][0].numel()
+    spec = ProbeSpec.from_cfg(cfg.probe, train.feature_layers(cfg))
+    trainer = Trainer(networks.model(0, d_in), split, networks.probe_batch(*split[:2]), seed=0, lr=0.05,
+                      optim=optim.OptimSpec.from_cfg(cfg.optim, cfg.data), spec=spec, batch_size=12,
+                      precision=networks.precision(d_in))
+    start = trainer.initial_rows()
+    assert [m.when for m in trainer.measurements].count(measures.START) == 3
+    named = [n for m in trainer.measurements if m.when == measures.START for n in m.names]
+    assert list(dict.fromkeys(r[3] for r in start)) == named
+    logged: list = []
+    trainer.train_epoch(logged.extend)
+    assert list(dict.fromkeys(r[3] for r in logged)) == [
+        n for m in trainer.measurements if m.when == measures.LOG for n in m.names]
+    assert logged[0][3] == "train_loss" and trainer.last_train_loss == logged[0][4]

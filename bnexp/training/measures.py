@@ -144,8 +144,8 @@ class Probe:
     def names(self) -> tuple[str, ...]:
         spec = self.spec
         return (*spec.metrics, "loss", *(("grad_norm",) if spec.grad_norms else ()),
-                *(f"weight_{m}" for m in spec.weight_metrics),
-                *(("grad_alignment", "grad_cosine_full") if spec.alignment else ()))
+                *(("grad_alignment", "grad_cosine_full") if spec.alignment else ()),
+                *(f"weight_{m}" for m in spec.weight_metrics))
 
     def __call__(self, trainer: Trainer) -> list[Item]:
         trainer.model.train()
