@@ -2,11 +2,8 @@
 # make <paper>-<fig> [SCALE=quick|paper] [REPRODUCE_ARGS=...]: reproduce one figure;
 # make <paper>: every figure of that paper. `make help` lists them with their expected cost.
 
-.PHONY: depth rank markov ortho \
-  depth-fig1 depth-fig2 depth-fig3 depth-fig5 depth-figH5 depth-figH6 depth-figJ1 depth-figF1 depth-figF2 depth-tableE1 rank-fig2 rank-fig3 rank-fig8 rank-fig9 markov-fig1 markov-fig4 markov-table1 markov-fig2 markov-fig3 markov-fig9 markov-fig10 ortho-fig1 ortho-fig2 ortho-fig6 ortho-table1 ortho-fig5 rank-fig1 rank-fig4 rank-fig5 rank-fig6 rank-fig7 rank-fig10 rank-fig11 rank-fig12 rank-fig13 markov-fig5 markov-fig6 markov-fig7 markov-fig8 markov-fig11
-
-depth: venv ## every depth figure (10) (SCALE=quick|paper)
-	$(BNEXP_REPRODUCE) depth $(REPRODUCE_ARGS)
+.PHONY: rank markov ortho depth \
+  rank-fig1 rank-fig2 rank-fig3 rank-fig4 rank-fig5 rank-fig6 rank-fig7 rank-fig8 rank-fig9 rank-fig10 rank-fig11 rank-fig12 rank-fig13 markov-fig1 markov-fig2 markov-fig3 markov-fig4 markov-fig5 markov-fig6 markov-fig7 markov-fig8 markov-fig9 markov-fig10 markov-fig11 markov-table1 ortho-fig1 ortho-fig2 ortho-fig5 ortho-fig6 ortho-table1 depth-fig1 depth-fig2 depth-fig3 depth-fig5 depth-figF1 depth-figF2 depth-figH5 depth-figH6 depth-figJ1 depth-tableE1
 
 rank: venv ## every rank figure (13) (SCALE=quick|paper)
 	$(BNEXP_REPRODUCE) rank $(REPRODUCE_ARGS)
@@ -17,86 +14,17 @@ markov: venv ## every markov figure (12) (SCALE=quick|paper)
 ortho: venv ## every ortho figure (5) (SCALE=quick|paper)
 	$(BNEXP_REPRODUCE) ortho $(REPRODUCE_ARGS)
 
-depth-fig1: venv ## depth/fig1: quick ≈ 5 s, 2-core CPU; paper ≈ 10 s, 2-core CPU (measured)
-	$(BNEXP_REPRODUCE) depth/fig1 $(REPRODUCE_ARGS)
+depth: venv ## every depth figure (10) (SCALE=quick|paper)
+	$(BNEXP_REPRODUCE) depth $(REPRODUCE_ARGS)
 
-depth-fig2: venv ## depth/fig2: quick ≈ 5 s, 2-core CPU; paper ≈ 40 s, 2-core CPU (scaled from depth/fig3)
-	$(BNEXP_REPRODUCE) depth/fig2 $(REPRODUCE_ARGS)
-
-depth-fig3: venv ## depth/fig3: quick ≈ 5 s, 2-core CPU; paper ≈ 40 s, 2-core CPU (measured)
-	$(BNEXP_REPRODUCE) depth/fig3 $(REPRODUCE_ARGS)
-
-depth-fig5: venv ## depth/fig5: quick ≈ 25 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (measured)
-	$(BNEXP_REPRODUCE) depth/fig5 $(REPRODUCE_ARGS)
-
-depth-figH5: venv ## depth/figH5: quick ≈ 10 s, 2-core CPU; paper ≈ 1 min, 2-core CPU (scaled from depth/fig3)
-	$(BNEXP_REPRODUCE) depth/figH5 $(REPRODUCE_ARGS)
-
-depth-figH6: venv ## depth/figH6: quick ≈ 5 s, 2-core CPU; paper ≈ 40 s, 2-core CPU (scaled from depth/fig3)
-	$(BNEXP_REPRODUCE) depth/figH6 $(REPRODUCE_ARGS)
-
-depth-figJ1: venv ## depth/figJ1: quick ≈ 5 s, 2-core CPU; paper ≈ 1 min, 2-core CPU (probe + scaled)
-	$(BNEXP_REPRODUCE) depth/figJ1 $(REPRODUCE_ARGS)
-
-depth-figF1: venv ## depth/figF1: quick ≈ 10 s, 2-core CPU; paper ≈ 6 min, 2-core CPU (scaled from depth/fig5)
-	$(BNEXP_REPRODUCE) depth/figF1 $(REPRODUCE_ARGS)
-
-depth-figF2: venv ## depth/figF2: quick ≈ 5 s, 2-core CPU; paper ≈ 10 min, 2-core CPU (scaled from depth/fig5)
-	$(BNEXP_REPRODUCE) depth/figF2 $(REPRODUCE_ARGS)
-
-depth-tableE1: venv ## depth/tableE1: quick ≈ 15 s, 2-core CPU; paper ≈ 4 min, 2-core CPU (probed)
-	$(BNEXP_REPRODUCE) depth/tableE1 $(REPRODUCE_ARGS)
+rank-fig1: venv ## rank/fig1: quick ≈ 3.4 min, 2-core CPU; paper ≈ 6–10 GPU-h, 1×A100-class (spec est.), 34 runs
+	$(BNEXP_REPRODUCE) rank/fig1 $(REPRODUCE_ARGS)
 
 rank-fig2: venv ## rank/fig2: quick ≈ 5 s, 2-core CPU; paper ≈ 20 s, 2-core CPU (measured)
 	$(BNEXP_REPRODUCE) rank/fig2 $(REPRODUCE_ARGS)
 
 rank-fig3: venv ## rank/fig3: quick ≈ 30 s, 2-core CPU; paper ≈ 27 min, 2-core CPU (measured)
 	$(BNEXP_REPRODUCE) rank/fig3 $(REPRODUCE_ARGS)
-
-rank-fig8: venv ## rank/fig8: quick ≈ 15 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (1/10-depth probe ×10)
-	$(BNEXP_REPRODUCE) rank/fig8 $(REPRODUCE_ARGS)
-
-rank-fig9: venv ## rank/fig9: quick ≈ 15 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (= rank/fig8's runs)
-	$(BNEXP_REPRODUCE) rank/fig9 $(REPRODUCE_ARGS)
-
-markov-fig1: venv ## markov/fig1: quick ≈ 5 s, 2-core CPU; paper ≈ 10 s, 2-core CPU (measured)
-	$(BNEXP_REPRODUCE) markov/fig1 $(REPRODUCE_ARGS)
-
-markov-fig4: venv ## markov/fig4: quick ≈ 10 s, 2-core CPU; paper ≈ 30 s, 2-core CPU (measured)
-	$(BNEXP_REPRODUCE) markov/fig4 $(REPRODUCE_ARGS)
-
-markov-table1: venv ## markov/table1: quick ≈ 15 s, 2-core CPU; paper ≈ 30 s, 2-core CPU (measured)
-	$(BNEXP_REPRODUCE) markov/table1 $(REPRODUCE_ARGS)
-
-markov-fig2: venv ## markov/fig2 (= rank/fig3): quick ≈ 30 s, 2-core CPU; paper ≈ 27 min, 2-core CPU (alias, measured)
-	$(BNEXP_REPRODUCE) markov/fig2 $(REPRODUCE_ARGS)
-
-markov-fig3: venv ## markov/fig3 (= rank/fig3): quick ≈ 5 s, 2-core CPU; paper ≈ 5 s, 2-core CPU (alias, measured)
-	$(BNEXP_REPRODUCE) markov/fig3 $(REPRODUCE_ARGS)
-
-markov-fig9: venv ## markov/fig9 (= rank/fig8): quick ≈ 15 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (alias of rank/fig8)
-	$(BNEXP_REPRODUCE) markov/fig9 $(REPRODUCE_ARGS)
-
-markov-fig10: venv ## markov/fig10 (= rank/fig9): quick ≈ 15 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (alias of rank/fig9)
-	$(BNEXP_REPRODUCE) markov/fig10 $(REPRODUCE_ARGS)
-
-ortho-fig1: venv ## ortho/fig1: quick ≈ 5 s, 2-core CPU; paper ≈ 6 s, 2-core CPU (measured)
-	$(BNEXP_REPRODUCE) ortho/fig1 $(REPRODUCE_ARGS)
-
-ortho-fig2: venv ## ortho/fig2: quick ≈ 5 s, 2-core CPU; paper ≈ 10 s, 2-core CPU (measured)
-	$(BNEXP_REPRODUCE) ortho/fig2 $(REPRODUCE_ARGS)
-
-ortho-fig6: venv ## ortho/fig6: quick ≈ 15 s, 2-core CPU; paper ≈ 46 s, 2-core CPU (measured)
-	$(BNEXP_REPRODUCE) ortho/fig6 $(REPRODUCE_ARGS)
-
-ortho-table1: venv ## ortho/table1: quick ≈ 5 s, 2-core CPU; paper ≈ 8 s, 2-core CPU (measured)
-	$(BNEXP_REPRODUCE) ortho/table1 $(REPRODUCE_ARGS)
-
-ortho-fig5: venv ## ortho/fig5: quick ≈ 5 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (probed)
-	$(BNEXP_REPRODUCE) ortho/fig5 $(REPRODUCE_ARGS)
-
-rank-fig1: venv ## rank/fig1: quick ≈ 3.4 min, 2-core CPU; paper ≈ 6–10 GPU-h, 1×A100-class (spec est.), 34 runs
-	$(BNEXP_REPRODUCE) rank/fig1 $(REPRODUCE_ARGS)
 
 rank-fig4: venv ## rank/fig4: quick ≈ 15 s, 2-core CPU; paper ≈ 5–10 GPU-h, 1×A100-class (est.), 12 runs
 	$(BNEXP_REPRODUCE) rank/fig4 $(REPRODUCE_ARGS)
@@ -110,6 +38,12 @@ rank-fig6: venv ## rank/fig6: quick ≈ 10 s, 2-core CPU; paper ≈ 0.5–1 GPU-
 rank-fig7: venv ## rank/fig7: quick ≈ 30 s, 2-core CPU; paper ≈ 1–2 GPU-h, A100-class (est.), 2 runs ⊂ fig5
 	$(BNEXP_REPRODUCE) rank/fig7 $(REPRODUCE_ARGS)
 
+rank-fig8: venv ## rank/fig8: quick ≈ 15 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (1/10-depth probe ×10)
+	$(BNEXP_REPRODUCE) rank/fig8 $(REPRODUCE_ARGS)
+
+rank-fig9: venv ## rank/fig9: quick ≈ 15 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (= rank/fig8's runs)
+	$(BNEXP_REPRODUCE) rank/fig9 $(REPRODUCE_ARGS)
+
 rank-fig10: venv ## rank/fig10: quick ≈ 20 s, 2-core CPU; paper ≈ 2–4.5 GPU-h, A100-class (est.), 4 runs
 	$(BNEXP_REPRODUCE) rank/fig10 $(REPRODUCE_ARGS)
 
@@ -121,6 +55,18 @@ rank-fig12: venv ## rank/fig12: quick ≈ 25 s, 2-core CPU; paper ≈ 6–11 GPU
 
 rank-fig13: venv ## rank/fig13: quick ≈ 2.2 min, 2-core CPU; paper ≈ 4–8 GPU-h, A100-class (est.; spec 10+), 3 runs
 	$(BNEXP_REPRODUCE) rank/fig13 $(REPRODUCE_ARGS)
+
+markov-fig1: venv ## markov/fig1: quick ≈ 5 s, 2-core CPU; paper ≈ 10 s, 2-core CPU (measured)
+	$(BNEXP_REPRODUCE) markov/fig1 $(REPRODUCE_ARGS)
+
+markov-fig2: venv ## markov/fig2 (= rank/fig3): quick ≈ 30 s, 2-core CPU; paper ≈ 27 min, 2-core CPU (alias, measured)
+	$(BNEXP_REPRODUCE) markov/fig2 $(REPRODUCE_ARGS)
+
+markov-fig3: venv ## markov/fig3 (= rank/fig3): quick ≈ 5 s, 2-core CPU; paper ≈ 5 s, 2-core CPU (alias, measured)
+	$(BNEXP_REPRODUCE) markov/fig3 $(REPRODUCE_ARGS)
+
+markov-fig4: venv ## markov/fig4: quick ≈ 10 s, 2-core CPU; paper ≈ 30 s, 2-core CPU (measured)
+	$(BNEXP_REPRODUCE) markov/fig4 $(REPRODUCE_ARGS)
 
 markov-fig5: venv ## markov/fig5 (= rank/fig1): quick ≈ 3.4 min, 2-core CPU; paper ≈ 6–10 GPU-h, 1×A100-class (alias), 34 runs
 	$(BNEXP_REPRODUCE) markov/fig5 $(REPRODUCE_ARGS)
@@ -134,5 +80,59 @@ markov-fig7: venv ## markov/fig7 (= rank/fig5): quick ≈ 3.0 min, 2-core CPU; p
 markov-fig8: venv ## markov/fig8 (= rank/fig10): quick ≈ 20 s, 2-core CPU; paper ≈ 2–4.5 GPU-h, A100-class (alias of rank/fig10)
 	$(BNEXP_REPRODUCE) markov/fig8 $(REPRODUCE_ARGS)
 
+markov-fig9: venv ## markov/fig9 (= rank/fig8): quick ≈ 15 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (alias of rank/fig8)
+	$(BNEXP_REPRODUCE) markov/fig9 $(REPRODUCE_ARGS)
+
+markov-fig10: venv ## markov/fig10 (= rank/fig9): quick ≈ 15 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (alias of rank/fig9)
+	$(BNEXP_REPRODUCE) markov/fig10 $(REPRODUCE_ARGS)
+
 markov-fig11: venv ## markov/fig11 (= rank/fig7): quick ≈ 30 s, 2-core CPU; paper ≈ 1–2 GPU-h, A100-class (alias of rank/fig7), 2 runs
 	$(BNEXP_REPRODUCE) markov/fig11 $(REPRODUCE_ARGS)
+
+markov-table1: venv ## markov/table1: quick ≈ 15 s, 2-core CPU; paper ≈ 30 s, 2-core CPU (measured)
+	$(BNEXP_REPRODUCE) markov/table1 $(REPRODUCE_ARGS)
+
+ortho-fig1: venv ## ortho/fig1: quick ≈ 5 s, 2-core CPU; paper ≈ 6 s, 2-core CPU (measured)
+	$(BNEXP_REPRODUCE) ortho/fig1 $(REPRODUCE_ARGS)
+
+ortho-fig2: venv ## ortho/fig2: quick ≈ 5 s, 2-core CPU; paper ≈ 10 s, 2-core CPU (measured)
+	$(BNEXP_REPRODUCE) ortho/fig2 $(REPRODUCE_ARGS)
+
+ortho-fig5: venv ## ortho/fig5: quick ≈ 5 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (probed)
+	$(BNEXP_REPRODUCE) ortho/fig5 $(REPRODUCE_ARGS)
+
+ortho-fig6: venv ## ortho/fig6: quick ≈ 15 s, 2-core CPU; paper ≈ 46 s, 2-core CPU (measured)
+	$(BNEXP_REPRODUCE) ortho/fig6 $(REPRODUCE_ARGS)
+
+ortho-table1: venv ## ortho/table1: quick ≈ 5 s, 2-core CPU; paper ≈ 8 s, 2-core CPU (measured)
+	$(BNEXP_REPRODUCE) ortho/table1 $(REPRODUCE_ARGS)
+
+depth-fig1: venv ## depth/fig1: quick ≈ 5 s, 2-core CPU; paper ≈ 10 s, 2-core CPU (measured)
+	$(BNEXP_REPRODUCE) depth/fig1 $(REPRODUCE_ARGS)
+
+depth-fig2: venv ## depth/fig2: quick ≈ 5 s, 2-core CPU; paper ≈ 40 s, 2-core CPU (scaled from depth/fig3)
+	$(BNEXP_REPRODUCE) depth/fig2 $(REPRODUCE_ARGS)
+
+depth-fig3: venv ## depth/fig3: quick ≈ 5 s, 2-core CPU; paper ≈ 40 s, 2-core CPU (measured)
+	$(BNEXP_REPRODUCE) depth/fig3 $(REPRODUCE_ARGS)
+
+depth-fig5: venv ## depth/fig5: quick ≈ 25 s, 2-core CPU; paper ≈ 3 min, 2-core CPU (measured)
+	$(BNEXP_REPRODUCE) depth/fig5 $(REPRODUCE_ARGS)
+
+depth-figF1: venv ## depth/figF1: quick ≈ 10 s, 2-core CPU; paper ≈ 6 min, 2-core CPU (scaled from depth/fig5)
+	$(BNEXP_REPRODUCE) depth/figF1 $(REPRODUCE_ARGS)
+
+depth-figF2: venv ## depth/figF2: quick ≈ 5 s, 2-core CPU; paper ≈ 10 min, 2-core CPU (scaled from depth/fig5)
+	$(BNEXP_REPRODUCE) depth/figF2 $(REPRODUCE_ARGS)
+
+depth-figH5: venv ## depth/figH5: quick ≈ 10 s, 2-core CPU; paper ≈ 1 min, 2-core CPU (scaled from depth/fig3)
+	$(BNEXP_REPRODUCE) depth/figH5 $(REPRODUCE_ARGS)
+
+depth-figH6: venv ## depth/figH6: quick ≈ 5 s, 2-core CPU; paper ≈ 40 s, 2-core CPU (scaled from depth/fig3)
+	$(BNEXP_REPRODUCE) depth/figH6 $(REPRODUCE_ARGS)
+
+depth-figJ1: venv ## depth/figJ1: quick ≈ 5 s, 2-core CPU; paper ≈ 1 min, 2-core CPU (probe + scaled)
+	$(BNEXP_REPRODUCE) depth/figJ1 $(REPRODUCE_ARGS)
+
+depth-tableE1: venv ## depth/tableE1: quick ≈ 15 s, 2-core CPU; paper ≈ 4 min, 2-core CPU (probed)
+	$(BNEXP_REPRODUCE) depth/tableE1 $(REPRODUCE_ARGS)

@@ -1,8 +1,9 @@
-"""Write make/figures.mk (one make target per registered figure and one per paper) and the cost table of
-docs/cluster.md, from the figure registry and bnexp/figures/costs.yaml.
+"""Write what is generated from the figure registry: make/figures.mk (one make target per registered figure and
+one per paper), the cost table of docs/cluster.md (from bnexp/figures/costs.yaml) and the README's figure table
+(every registered figure, then the papers' figures not built yet from bnexp/figures/not_yet.yaml).
 
-    python scripts/make_targets.py           # rewrite both
-    python scripts/make_targets.py --check   # exit 1 if either is not what the registry gives
+    python scripts/make_targets.py           # rewrite all three
+    python scripts/make_targets.py --check   # exit 1 if any is not what the registry gives
 
 Each target reproduces its figure at ``$(SCALE)`` (quick by default; ``make ortho-fig2 SCALE=paper``) with any
 ``$(REPRODUCE_ARGS)`` (e.g. ``--launcher slurm hydra.launcher.partition=gpu``); its ``##`` help text, which
@@ -17,7 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS = ROOT / "make" / "figures.mk"
 CLUSTER_DOC = ROOT / "docs" / "cluster.md"
+README = ROOT / "README.md"
 BEGIN, END = "<!-- costs:begin", "<!-- costs:end -->"
+FIG_BEGIN, FIG_END = "<!-- figures:begin", "<!-- figures:end -->"
 
 
 def target_name(fig_id: str) -> str:
@@ -63,18 +66,43 @@ def cost_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def with_cost_table(doc: str) -> str:
-    start, end = doc.index(BEGIN), doc.index(END)
+def figure_table() -> str:
+    """The README's table of every registered figure, and the list of the papers' figures not built yet."""
+    from bnexp import figures
+
+    lines = ["| figure | what | kind | command |", "|---|---|---|---|"]
+    for fig in figures.all_figures():
+        what = fig.title.replace("|", "\\|") + (f" (the runs of {fig.alias_of})" if fig.alias_of else "")
+        command = fig.id[len("rank/"):] if fig.paper == "rank" else fig.id
+        lines.append(f"| {fig.id} | {what} | {fig.kind} | `bnexp reproduce {command}` |")
+    pending = figures.not_yet()
+    lines += ["", f"Not reproduced yet ({len(pending)}; `bnexp/figures/not_yet.yaml`):", ""]
+    lines += [f"- {fig_id}: {what}" for fig_id, what in pending.items()]
+    return "\n".join(lines) + "\n"
+
+
+def between(doc: str, begin: str, end: str, body: str) -> str:
+    """``doc`` with the text between the line starting ``begin`` and ``end`` replaced by ``body``."""
+    start, stop = doc.index(begin), doc.index(end)
     begin_line = doc[start:].split("\n", 1)[0] + "\n"
-    return doc[:start] + begin_line + cost_table() + doc[end:]
+    return doc[:start] + begin_line + body + doc[stop:]
+
+
+def with_cost_table(doc: str) -> str:
+    return between(doc, BEGIN, END, cost_table())
+
+
+def with_figure_table(doc: str) -> str:
+    return between(doc, FIG_BEGIN, FIG_END, figure_table())
 
 
 def main(argv: list[str]) -> int:
     text = render()
-    doc = CLUSTER_DOC.read_text()
+    doc, readme = CLUSTER_DOC.read_text(), README.read_text()
     if "--check" in argv:
         stale = [p for p, want, have in ((TARGETS, text, TARGETS.read_text() if TARGETS.exists() else ""),
-                                         (CLUSTER_DOC, with_cost_table(doc), doc)) if want != have]
+                                         (CLUSTER_DOC, with_cost_table(doc), doc),
+                                         (README, with_figure_table(readme), readme)) if want != have]
         for path in stale:
             print(f"{path} is out of date with the figure registry: run python scripts/make_targets.py",
                   file=sys.stderr)
@@ -82,7 +110,9 @@ def main(argv: list[str]) -> int:
     TARGETS.parent.mkdir(exist_ok=True)
     TARGETS.write_text(text)
     CLUSTER_DOC.write_text(with_cost_table(doc))
-    print(f"wrote {TARGETS} ({text.count('## ')} targets) and the cost table of {CLUSTER_DOC}")
+    README.write_text(with_figure_table(readme))
+    print(f"wrote {TARGETS} ({text.count('## ')} targets), the cost table of {CLUSTER_DOC} and the figure table of "
+          f"{README}")
     return 0
 
 

@@ -29,6 +29,7 @@ from bnexp import config, engines, results
 from bnexp.errors import ConfigError
 
 SCALES = ("smoke", "quick", "paper")
+PAPERS = ("rank", "markov", "ortho", "depth", "lowrank")  # the order of listings: the papers' order in the README
 
 
 @dataclass(frozen=True)
@@ -225,6 +226,12 @@ def costs() -> dict[str, dict[str, str]]:
     return _yaml("costs.yaml")
 
 
+@lru_cache(maxsize=1)
+def not_yet() -> dict[str, str]:
+    """The papers' figures bnexp does not reproduce yet, with what each needs: ``{id: what}``."""
+    return _yaml("not_yet.yaml")
+
+
 def register(*figures: Figure) -> None:
     for fig in figures:
         if fig.id in REGISTRY:
@@ -242,9 +249,19 @@ def _load_modules() -> None:
         importlib.import_module(info.name)
 
 
+def _order(fig: Figure) -> tuple:
+    """Papers in :data:`PAPERS` order, then figures before tables, by number (fig2 < fig10), then appendix ids."""
+    import re
+
+    paper = PAPERS.index(fig.paper) if fig.paper in PAPERS else len(PAPERS)
+    m = re.fullmatch(r"(fig|table)([A-Z]?)(\d+)", fig.name)
+    return (paper, fig.paper, *((m[1] == "table", m[2], int(m[3])) if m else (True, fig.name, 0)))
+
+
 def all_figures() -> list[Figure]:
+    """Every registered figure, in a fixed order (paper, then figure number)."""
     _load_modules()
-    return list(REGISTRY.values())
+    return sorted(REGISTRY.values(), key=_order)
 
 
 def resolve_id(fig_id: str) -> str:
