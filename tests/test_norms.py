@@ -1,4 +1,5 @@
-"""Normalisation layers against numpy float64 closed forms (paper orientation H = xᵀ ∈ R^{d×n})."""
+"""Normalisation layers against numpy float64 closed forms (paper orientation H = xᵀ ∈ R^{d×n}), and the registry
+that chooses norms, activations, initialisations and models by name."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 from torch import nn
 
 from bnexp.errors import ConfigError
-from bnexp.nn.norms import NORMS, make_norm
+from bnexp.nn import ACTIVATIONS, INITS, MLP, MODELS, ConvNet, Registry, act_layer, is_norm, norm_layer
+from bnexp.nn.norms import NORM_TYPES, NORMS, make_norm
 
 BN_NAMES = ["bn_torch", "bn_nocenter", "bn_theory", "bn_center"]
 
@@ -193,3 +195,63 @@ def test_errors_name_key_and_choices():
         make_norm("bn_center", 8, eps=-1.0)
     with pytest.raises(ValueError, match="8 features"):
         make_norm("bn_theory", 8)(torch.ones(4, 3))
+
+
+# ------------------------------------------------------------------------------------------------ registry
+
+
+@pytest.mark.parametrize(("registry", "key"), [(NORMS, "norm.name"), (ACTIVATIONS, "act.name"),
+                                               (INITS, "init.name"), (MODELS, "model.name")])
+def test_registry_error_names_the_key_the_value_and_every_choice(registry, key):
+    with pytest.raises(ConfigError) as err:
+        registry.get("bn_foo")
+    assert err.value.key == key and err.value.value == "bn_foo"
+    assert str(err.value) == f"{key}='bn_foo' is not valid; choose one of: {', '.join(sorted(registry))}"
+    with pytest.raises(ConfigError) as err:
+        registry.get("bn_foo", "chain.other")  # the key where the name came from
+    assert err.value.key == "chain.other" and str(err.value).startswith("chain.other='bn_foo'")
+    with pytest.raises(ConfigError, match=key):
+        registry["bn_foo"]
+    name = next(iter(registry))
+    assert registry.get(name) is registry[name] and name in registry and len(registry) == len(registry.names)
+    assert [1, 2] not in registry  # an unhashable config value is no name
+
+
+def test_registry_register():
+    reg = Registry("thing.name", {"a": 1})
+    assert reg.register("b", 2) == 2 and reg.names == ("a", "b") and sorted(reg) == ["a", "b"]
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("a", 3)
+
+
+def test_norm_types_cover_every_registered_norm():
+    for name in NORMS:
+        for spatial in (False, True):
+            layer = norm_layer(name, spatial=spatial)(4)
+            assert is_norm(layer) is (name != "none"), (name, spatial)
+    assert is_norm(nn.GroupNorm(2, 4)) and is_norm(nn.LayerNorm(4)) and not is_norm(nn.Linear(2, 2))
+    assert nn.BatchNorm2d in {type(norm_layer("bn_torch", spatial=True)(3))} and issubclass(nn.BatchNorm2d, NORM_TYPES)
+
+
+def test_factories_validate_early():
+    with pytest.raises(ConfigError, match=r"^norm\.name='bn_foo'"):
+        norm_layer("bn_foo")
+    with pytest.raises(ConfigError, match="unit_norm"):
+        norm_layer("bn_theory", centre=True)
+    with pytest.raises(ConfigError, match=r"^act\.name='gelu'"):
+        act_layer("gelu")
+
+
+@pytest.mark.parametrize("order", ["norm_act", "pre_act"])
+def test_models_take_norm_and_act_factories(order):
+    x = _batch(8, 12)
+    by_name = MLP(12, 6, 3, 2, norm="bn_theory", act="tanh", order=order, norm_kwargs={"unit_norm": True},
+                  gain_exponent=0.4)
+    torch.manual_seed(0)
+    by_factory = MLP(12, 6, 3, 2, norm=norm_layer("bn_theory", unit_norm=True), act=act_layer("tanh"), order=order,
+                     gain_exponent=0.4)
+    by_factory.load_state_dict(by_name.state_dict())
+    torch.testing.assert_close(by_factory.double()(x), by_name.double()(x), rtol=0, atol=0)
+    assert [m.gain for m in by_factory.act] == [m.gain for m in by_name.act]
+    conv = ConvNet(3 * 4 * 4, 5, 2, 3, norm=lambda c: nn.GroupNorm(1, c), act="relu")
+    assert all(isinstance(n, nn.GroupNorm) for n in conv.norm)  # any factory, e.g. a norm no registry names

@@ -1,14 +1,29 @@
 """Building blocks: normalisation variants, activations, initialisations, MLPs, a plain ConvNet, VGG and ResNet.
 
-Models take the norm and activation by config name; each registry (``NORMS``, ``ACTIVATIONS``,
-``INITS``, ``MODELS``) maps those names to constructors and lists the valid choices in its errors.
+Every choice a config makes by name goes through one kind of registry (``bnexp.nn.registry.Registry``):
+``NORMS`` (``norm.name``), ``ACTIVATIONS`` (``act.name``), ``INITS`` (``init.name``), ``MODELS``
+(``model.name``); an unknown name raises ``ConfigError`` naming the key and the valid choices. Models take the
+norm and activation as factories (``norm_layer(name, ...)``: features → module, ``act_layer(name)``: gain →
+module), as timm injects ``norm_layer``/``act_layer``, or by name. ``is_norm(module)`` / ``NORM_TYPES`` say
+which modules normalise.
 """
 
-from bnexp.nn.activations import ACTIVATIONS, Activation, gain_schedule, make_activation
+from bnexp.nn.activations import ACTIVATIONS, Activation, ActLayer, act_layer, gain_schedule, make_activation
 from bnexp.nn.convnet import ConvNet
 from bnexp.nn.init import INITS, init_weights
 from bnexp.nn.mlp import MLP, MODELS, ResidualMLP, build_model
-from bnexp.nn.norms import NORMS, BatchNormCenter, BatchNormNoCenter, BatchNormTheory, make_norm
+from bnexp.nn.norms import (
+    NORM_TYPES,
+    NORMS,
+    BatchNormCenter,
+    BatchNormNoCenter,
+    BatchNormTheory,
+    NormLayer,
+    is_norm,
+    make_norm,
+    norm_layer,
+)
+from bnexp.nn.registry import Registry
 from bnexp.nn.resnet import ResNet
 from bnexp.nn.vgg import VGG
 
@@ -18,17 +33,24 @@ __all__ = [
     "MLP",
     "MODELS",
     "NORMS",
+    "NORM_TYPES",
     "VGG",
+    "ActLayer",
     "Activation",
     "BatchNormCenter",
     "BatchNormNoCenter",
     "BatchNormTheory",
     "ConvNet",
+    "NormLayer",
+    "Registry",
     "ResNet",
     "ResidualMLP",
+    "act_layer",
     "build_model",
     "gain_schedule",
     "init_weights",
+    "is_norm",
     "make_activation",
     "make_norm",
+    "norm_layer",
 ]

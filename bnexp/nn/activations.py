@@ -3,18 +3,25 @@
 The depth paper's eq. (11) is ``X_{ℓ+1} = σ(α_ℓ · BN(W_ℓ X_ℓ))``: the gain multiplies the activation's
 *input* and nothing rescales the output by 1/α_ℓ. Its code uses ``α_ℓ = (ℓ+1)^{exponent}`` with 0-indexed
 ℓ and exponent = −0.4 in every experiment; Fig F1 uses a constant α at every layer instead.
+
+Models take an ``act_layer`` factory ``gain → module`` (as timm injects ``act_layer``): ``act_layer(name)``
+resolves the name through the ``ACTIVATIONS`` registry.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError
+from bnexp.nn.registry import Registry
 
-__all__ = ["ACTIVATIONS", "Activation", "gain_schedule", "make_activation"]
+__all__ = ["ACTIVATIONS", "ActLayer", "Activation", "act_layer", "gain_schedule", "make_activation"]
+
+ActLayer = Callable[[float], nn.Module]  # the gain α → the module computing σ(α x)
 
 
 def _linear(x: Tensor) -> Tensor:
@@ -27,14 +34,14 @@ def _tanh_plus_one(x: Tensor) -> Tensor:
 
 
 # Config name → elementwise function σ.
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+ACTIVATIONS: Registry[Callable[[Tensor], Tensor]] = Registry("act.name", {
     "linear": _linear,
     "relu": torch.relu,
     "tanh": torch.tanh,
     "sin": torch.sin,
     "sigmoid": torch.sigmoid,  # the logistic function 1/(1 + e^{-x})
     "tanh_plus_one": _tanh_plus_one,
-}
+})
 
 
 class Activation(nn.Module):
@@ -42,9 +49,7 @@ class Activation(nn.Module):
 
     def __init__(self, name: str, gain: float = 1.0):
         super().__init__()
-        if name not in ACTIVATIONS:
-            raise ConfigError("act.name", name, ACTIVATIONS)
-        self.name, self.gain, self.fn = name, float(gain), ACTIVATIONS[name]
+        self.name, self.gain, self.fn = name, float(gain), ACTIVATIONS.get(name)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fn(x if self.gain == 1.0 else self.gain * x)
@@ -53,9 +58,18 @@ class Activation(nn.Module):
         return f"{self.name}, gain={self.gain:g}"
 
 
+def act_layer(name: str | ActLayer) -> ActLayer:
+    """The factory ``gain → Activation(name, gain)``; unknown ``name`` raises ``ConfigError("act.name", ...)``
+    here. A factory given instead of a name is returned as it is (a model's ``act`` argument may be either)."""
+    if callable(name):
+        return name
+    ACTIVATIONS.get(name)
+    return partial(Activation, name)
+
+
 def make_activation(name: str, gain: float = 1.0) -> nn.Module:
-    """The module computing ``σ(gain · x)``; unknown ``name`` raises ``ConfigError("act.name", ...)``."""
-    return Activation(name, gain)
+    """The module computing ``σ(gain · x)``: ``act_layer(name)(gain)``."""
+    return act_layer(name)(gain)
 
 
 def gain_schedule(layer: int, exponent: float = 0.0, constant: float = 1.0) -> float:

@@ -20,8 +20,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, check_int, choose
-from bnexp.nn.activations import make_activation
-from bnexp.nn.norms import make_norm
+from bnexp.nn.activations import ActLayer, act_layer
+from bnexp.nn.norms import NormLayer, norm_layer
 
 __all__ = ["ConvNet"]
 
@@ -44,8 +44,8 @@ class ConvNet(nn.Module):
         d_out: int | None = None,
         *,
         in_channels: int = 3,
-        norm: str = "bn_torch",
-        act: str = "relu",
+        norm: str | NormLayer = "bn_torch",
+        act: str | ActLayer = "relu",
         bias: bool = False,
         order: str = "pre_act",
         kernel: int = 3,
@@ -71,8 +71,9 @@ class ConvNet(nn.Module):
                       padding_mode=padding_mode, bias=bias)
             for l in range(depth)
         )
-        self.norm = nn.ModuleList(make_norm(norm, width, spatial=True, **(norm_kwargs or {})) for _ in range(depth))
-        self.act = make_activation(act)
+        make_norm = norm_layer(norm, spatial=True, **(norm_kwargs or {}))
+        self.norm = nn.ModuleList(make_norm(width) for _ in range(depth))
+        self.act = act_layer(act)(1.0)
         self.readout = nn.Linear(width, d_out, bias=bias) if d_out is not None else None
 
     def _forward(self, x: Tensor, layers: list[dict[str, Tensor]] | None) -> Tensor:

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError
+from bnexp.nn.registry import Registry
 
 __all__ = ["INITS", "init_weights"]
 
@@ -77,7 +78,7 @@ def _xavier_uniform(w: Tensor, gain: float, generator: Generator) -> None:
 
 
 # Config name → in-place initialiser ``fn(weight, gain, generator)``.
-INITS: dict[str, Callable[[Tensor, float, Generator], None]] = {
+INITS: Registry[Callable[[Tensor, float, Generator], None]] = Registry("init.name", {
     "torch_default": _torch_default,
     "std_gauss": _std_gauss,
     "std_unif": _std_unif,
@@ -85,7 +86,7 @@ INITS: dict[str, Callable[[Tensor, float, Generator], None]] = {
     "orthogonal": _orthogonal,
     "xavier_normal": _xavier_normal,
     "xavier_uniform": _xavier_uniform,
-}
+})
 
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -98,11 +99,9 @@ def init_weights(
     ``generator`` (on the weights' device) makes the draws reproducible: the same seed gives the same
     weights whatever else differs (norm layers, activations). Returns ``model`` for chaining.
     """
-    if scheme not in INITS:
-        raise ConfigError("init.name", scheme, INITS)
+    fn = INITS.get(scheme)
     if not gain > 0:
         raise ConfigError("init.gain", gain, "must be > 0")
-    fn = INITS[scheme]
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, _WEIGHTED):

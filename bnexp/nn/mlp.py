@@ -5,8 +5,9 @@ for every hidden layer, then a plain readout. ``ResidualMLP`` is the post-norm r
 ``H ← BN(H + γ W F(H))`` of rank Eq. (1) / markov Eq. (5) behind an input projection, with a pre-norm
 variant and γ = ∞ for no skip.
 
-Both take the norm and activation by config name (``bnexp.nn.norms.NORMS``,
-``bnexp.nn.activations.ACTIVATIONS``), flatten inputs with more than 2 dims, and return
+Both take the norm and activation by config name (registries ``bnexp.nn.norms.NORMS``,
+``bnexp.nn.activations.ACTIVATIONS``) or as factories (``norm_layer``: features → module, ``act_layer``:
+gain → module), flatten inputs with more than 2 dims, and return
 
 * ``forward(x)``: logits ``(n, d_out)``, or the last representation ``(n, width)`` when ``d_out`` is None;
 * ``forward_features(x)``: ``(same output, layers)`` from the same pass, ``layers[ℓ]`` a dict with
@@ -22,9 +23,10 @@ import math
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, check_int, choose
-from bnexp.nn.activations import gain_schedule, make_activation
+from bnexp.nn.activations import ActLayer, act_layer, gain_schedule
 from bnexp.nn.convnet import ConvNet
-from bnexp.nn.norms import make_norm
+from bnexp.nn.norms import NormLayer, norm_layer
+from bnexp.nn.registry import Registry
 from bnexp.nn.resnet import ResNet
 from bnexp.nn.vgg import VGG
 
@@ -82,8 +84,8 @@ class MLP(_Network):
         depth: int,
         d_out: int | None = None,
         *,
-        norm: str = "bn_torch",
-        act: str = "relu",
+        norm: str | NormLayer = "bn_torch",
+        act: str | ActLayer = "relu",
         bias: bool = True,
         order: str = "norm_act",
         gain_exponent: float = 0.0,
@@ -98,10 +100,9 @@ class MLP(_Network):
         choose("model.order", order, ORDERS)
         self.order = order
         self.fc = nn.ModuleList(nn.Linear(d_in if l == 0 else width, width, bias=bias) for l in range(depth))
-        self.norm = nn.ModuleList(make_norm(norm, width, **(norm_kwargs or {})) for _ in range(depth))
-        self.act = nn.ModuleList(
-            make_activation(act, gain_schedule(l, gain_exponent, gain)) for l in range(depth)
-        )
+        make_norm, make_act = norm_layer(norm, **(norm_kwargs or {})), act_layer(act)
+        self.norm = nn.ModuleList(make_norm(width) for _ in range(depth))
+        self.act = nn.ModuleList(make_act(gain_schedule(l, gain_exponent, gain)) for l in range(depth))
         self.readout = nn.Linear(width, d_out, bias=bias) if d_out is not None else None
 
     def _forward(self, x: Tensor, layers: list[dict[str, Tensor]] | None) -> Tensor:
@@ -151,8 +152,8 @@ class ResidualMLP(_Network):
         depth: int,
         d_out: int | None = None,
         *,
-        norm: str = "bn_theory",
-        act: str = "relu",
+        norm: str | NormLayer = "bn_theory",
+        act: str | ActLayer = "relu",
         bias: bool = False,
         gamma: float = 1.0,
         placement: str = "post",
@@ -171,8 +172,9 @@ class ResidualMLP(_Network):
         self.skip = not math.isinf(self.gamma)
         self.fc_in = nn.Linear(d_in, width, bias=bias)
         self.fc = nn.ModuleList(nn.Linear(width, width, bias=bias) for _ in range(depth))
-        self.norm = nn.ModuleList(make_norm(norm, width, **(norm_kwargs or {})) for _ in range(depth))
-        self.act = make_activation(act)
+        make_norm = norm_layer(norm, **(norm_kwargs or {}))
+        self.norm = nn.ModuleList(make_norm(width) for _ in range(depth))
+        self.act = act_layer(act)(1.0)
         self.readout = nn.Linear(width, d_out, bias=bias) if d_out is not None else None
 
     def _forward(self, x: Tensor, layers: list[dict[str, Tensor]] | None) -> Tensor:
@@ -200,13 +202,11 @@ class ResidualMLP(_Network):
 
 
 # Config ``model.name`` → constructor.
-MODELS: dict[str, type[nn.Module]] = {
+MODELS: Registry[type[nn.Module]] = Registry("model.name", {
     "mlp": MLP, "resmlp": ResidualMLP, "convnet": ConvNet, "vgg": VGG, "resnet": ResNet,
-}
+})
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
     """``MODELS[name](**kwargs)``; unknown ``name`` raises ``ConfigError("model.name", ...)``."""
-    if name not in MODELS:
-        raise ConfigError("model.name", name, MODELS)
-    return MODELS[name](**kwargs)
+    return MODELS.get(name)(**kwargs)

@@ -14,26 +14,39 @@ orientation that is ``x / sqrt(mean over rows of x²)``, column by column.
 | ``bn_center``   | (x − μ_B)/sqrt(var_B,biased + eps), eps = 0           | rank Fig 2 code, depth App. H |
 | ``none``        | identity                                             | —                             |
 
-``make_norm(name, num_features, spatial=..., **kwargs)`` builds one; unknown names and options raise
-:class:`bnexp.errors.ConfigError`.
+Models take a ``norm_layer`` factory ``num_features → module`` (as timm injects ``norm_layer``):
+``norm_layer(name, spatial=..., **options)`` resolves the name through the ``NORMS`` registry and checks the
+options; ``make_norm(name, num_features, ...)`` builds one layer. Unknown names and options raise
+:class:`bnexp.errors.ConfigError`. ``is_norm(module)`` says whether a module normalises (``NORM_TYPES``: the
+registered layers, torch's BatchNorm{1,2,3}d, GroupNorm and LayerNorm), e.g. to keep norms in float32 under
+autocast.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError
+from bnexp.nn.registry import Registry
 
 __all__ = [
     "NORMS",
+    "NORM_TYPES",
     "BatchNormCenter",
     "BatchNormNoCenter",
     "BatchNormTheory",
+    "NormLayer",
+    "is_norm",
     "make_norm",
+    "norm_layer",
 ]
+
+NormLayer = Callable[[int], nn.Module]  # num_features → a normalisation layer
 
 
 def _batch_dims(x: Tensor) -> tuple[int, ...]:
@@ -160,13 +173,25 @@ class BatchNormNoCenter(nn.Module):
 
 # Config name → constructor ``cls(num_features, **options)``. ``bn_torch`` becomes BatchNorm2d when the
 # caller says the input is a conv feature map; the custom layers handle any rank ≥ 2 themselves.
-NORMS: dict[str, type[nn.Module]] = {
+NORMS: Registry[type[nn.Module]] = Registry("norm.name", {
     "bn_torch": nn.BatchNorm1d,
     "bn_nocenter": BatchNormNoCenter,
     "bn_theory": BatchNormTheory,
     "bn_center": BatchNormCenter,
     "none": nn.Identity,
-}
+})
+
+# Module types that normalise: the registered layers (torch's BatchNorm1d/2d/3d through their base class) and
+# torch's other norms a model may hold.
+NORM_TYPES: tuple[type[nn.Module], ...] = (
+    nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
+    *(cls for cls in (NORMS[name] for name in NORMS) if not issubclass(cls, (nn.Identity, nn.BatchNorm1d))),
+)
+
+
+def is_norm(module: nn.Module) -> bool:
+    """Whether ``module`` is a normalisation layer (an instance of one of ``NORM_TYPES``)."""
+    return isinstance(module, NORM_TYPES)
 
 
 def _options(cls: type[nn.Module]) -> list[str] | None:
@@ -177,21 +202,28 @@ def _options(cls: type[nn.Module]) -> list[str] | None:
     return [p.name for p in params if p.name not in ("num_features", "device", "dtype")]
 
 
-def make_norm(name: str, num_features: int, *, spatial: bool = False, **kwargs) -> nn.Module:
-    """Build the normalisation layer ``name`` for ``num_features`` features (channels).
+def norm_layer(name: str | NormLayer, *, spatial: bool = False, **options) -> NormLayer:
+    """The factory ``num_features → layer`` of the normalisation ``name`` with ``options`` (e.g. ``eps``,
+    ``unit_norm``, ``momentum``); a factory given instead of a name is returned as it is (with ``options``
+    bound), as a model's ``norm`` argument may be either.
 
     ``spatial=True`` marks conv feature maps ``(n, C, H, W)``: ``bn_torch`` then is ``nn.BatchNorm2d``
-    (``nn.BatchNorm1d`` otherwise). ``kwargs`` are the layer's options (e.g. ``eps``, ``unit_norm``,
-    ``momentum``); an unknown name or option raises :class:`ConfigError` listing the valid ones.
+    (``nn.BatchNorm1d`` otherwise). An unknown name or option raises :class:`ConfigError` listing the valid
+    ones, here rather than when a model calls the factory.
     """
-    if name not in NORMS:
-        raise ConfigError("norm.name", name, NORMS)
-    cls = NORMS[name]
+    if callable(name):
+        return partial(name, **options) if options else name
+    cls = NORMS.get(name)
     if cls is nn.BatchNorm1d and spatial:
         cls = nn.BatchNorm2d
-    options = _options(cls)
-    if options is not None:
-        for key in kwargs:
-            if key not in options:
-                raise ConfigError(f"norm.{name} option", key, options)
-    return cls(num_features, **kwargs)
+    valid = _options(cls)
+    if valid is not None:
+        for key in options:
+            if key not in valid:
+                raise ConfigError(f"norm.{name} option", key, valid)
+    return partial(cls, **options)
+
+
+def make_norm(name: str, num_features: int, *, spatial: bool = False, **options) -> nn.Module:
+    """One normalisation layer: ``norm_layer(name, spatial=spatial, **options)(num_features)``."""
+    return norm_layer(name, spatial=spatial, **options)(num_features)

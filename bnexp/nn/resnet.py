@@ -38,8 +38,8 @@ from numbers import Integral
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, check_int
-from bnexp.nn.activations import make_activation
-from bnexp.nn.norms import make_norm
+from bnexp.nn.activations import ActLayer, act_layer
+from bnexp.nn.norms import NormLayer, norm_layer
 
 __all__ = ["Bottleneck", "ResNet"]
 
@@ -54,19 +54,19 @@ class Bottleneck(nn.Module):
     or the channel count changes, else the identity.
     """
 
-    def __init__(self, in_channels: int, planes: int, stride: int, *, norm: str, act: nn.Module, bias: bool,
-                 norm_kwargs: dict):
+    def __init__(self, in_channels: int, planes: int, stride: int, *, norm_layer: NormLayer, act: nn.Module,
+                 bias: bool):
         super().__init__()
         out = EXPANSION * planes
         self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=bias)
-        self.norm1 = make_norm(norm, planes, spatial=True, **norm_kwargs)
+        self.norm1 = norm_layer(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=1, bias=bias)
-        self.norm2 = make_norm(norm, planes, spatial=True, **norm_kwargs)
+        self.norm2 = norm_layer(planes)
         self.conv3 = nn.Conv2d(planes, out, 1, bias=bias)
-        self.norm3 = make_norm(norm, out, spatial=True, **norm_kwargs)
+        self.norm3 = norm_layer(out)
         if stride != 1 or in_channels != out:
             self.proj = nn.Conv2d(in_channels, out, 1, stride=stride, bias=bias)
-            self.proj_norm = make_norm(norm, out, spatial=True, **norm_kwargs)
+            self.proj_norm = norm_layer(out)
         else:
             self.proj = self.proj_norm = None
         self.act = act
@@ -119,8 +119,8 @@ class ResNet(nn.Module):
         *,
         blocks: list[int] | None = None,
         in_channels: int = 3,
-        norm: str = "bn_torch",
-        act: str = "relu",
+        norm: str | NormLayer = "bn_torch",
+        act: str | ActLayer = "relu",
         bias: bool = False,
         norm_kwargs: dict | None = None,
     ):
@@ -135,17 +135,16 @@ class ResNet(nn.Module):
                               f"must divide the input size {d_in} (inputs are (n, in_channels, H, W))")
         self.blocks_per_stage = _check_blocks(blocks, depth)
         self.in_channels, self.d_in = in_channels, d_in
-        norm_kwargs = norm_kwargs or {}
-        self.act = make_activation(act)
+        make_norm = norm_layer(norm, spatial=True, **(norm_kwargs or {}))
+        self.act = act_layer(act)(1.0)
         self.stem = nn.Conv2d(in_channels, width, 3, padding=1, bias=bias)
-        self.stem_norm = make_norm(norm, width, spatial=True, **norm_kwargs)
+        self.stem_norm = make_norm(width)
         layers, c_in = [], width
         for s, count in enumerate(self.blocks_per_stage):
             planes = width * 2**s
             for i in range(count):
                 stride = 2 if s > 0 and i == 0 else 1
-                layers.append(Bottleneck(c_in, planes, stride, norm=norm, act=self.act, bias=bias,
-                                         norm_kwargs=norm_kwargs))
+                layers.append(Bottleneck(c_in, planes, stride, norm_layer=make_norm, act=self.act, bias=bias))
                 c_in = EXPANSION * planes
         self.blocks = nn.ModuleList(layers)
         self.features_dim = c_in

@@ -47,8 +47,8 @@ from numbers import Integral
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, check_int, check_number
-from bnexp.nn.activations import make_activation
-from bnexp.nn.norms import make_norm
+from bnexp.nn.activations import ActLayer, act_layer
+from bnexp.nn.norms import NormLayer, norm_layer
 
 __all__ = ["CFGS", "VGG", "resolve_cfg"]
 
@@ -115,8 +115,8 @@ class VGG(nn.Module):
         *,
         cfg: str | list | None = None,
         in_channels: int = 3,
-        norm: str = "bn_torch",
-        act: str = "relu",
+        norm: str | NormLayer = "bn_torch",
+        act: str | ActLayer = "relu",
         bias: bool = True,
         hidden: int = 512,
         dropout: float = 0.0,
@@ -160,10 +160,10 @@ class VGG(nn.Module):
                 convs.append(nn.Conv2d(c_in, item, 3, padding=1, bias=bias))
                 c_in = item
         self.conv = nn.ModuleList(convs)
-        self.norm = nn.ModuleList(make_norm(norm, c.out_channels, spatial=True, **(norm_kwargs or {}))
-                                  for c in convs)
+        make_norm = norm_layer(norm, spatial=True, **(norm_kwargs or {}))
+        self.norm = nn.ModuleList(make_norm(c.out_channels) for c in convs)
         self.pool = nn.MaxPool2d(2, 2)
-        self.act = make_activation(act)
+        self.act = act_layer(act)(1.0)
         self.features_dim = c_in * area
         if d_out is not None:
             # Dropout(0) would still draw no numbers, but Identity keeps the model free of random ops (vmap).
