@@ -128,7 +128,7 @@ def test_vmap_failure_falls_back_to_the_loop_under_auto(monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("vmap: a model vmap cannot run")
 
-    monkeypatch.setattr(stacked, "probe_stacked", fail)
+    monkeypatch.setattr(train, "probe_stacked", fail)  # the engine's name for it
     loop = _run("runtime.batch_seeds=false")
     auto = _run()
     assert auto.info["seed_batching"].startswith("loop (vmap failed: RuntimeError")
