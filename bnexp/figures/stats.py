@@ -125,6 +125,26 @@ def fit_slope(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
     return (float(slope), float(intercept))
 
 
+def log_at_layer(df: pd.DataFrame, metric: str, layer: int, **eq: Any) -> pd.DataFrame:
+    """Rows of ``metric`` at one ``layer`` with ``value`` replaced by its natural log, per run and seed (e.g.
+    ln‖∂L/∂W_1‖_F from ``grad_norm`` at weight layer 1)."""
+    sub = pick(df, metric, **eq)
+    sub = sub[sub["layer"] == layer].copy()
+    with np.errstate(divide="ignore"):
+        sub["value"] = np.log(sub["value"].to_numpy(dtype=float))
+    return sub
+
+
+def profile(df: pd.DataFrame, x: str) -> pd.Series:
+    """The seed mean of ``value`` per value of column ``x``, indexed by ``x`` (sorted): one curve."""
+    return seed_mean(df, [x]).set_index(x)["value"].sort_index()
+
+
+def profile_slope(curve: pd.Series) -> float:
+    """Least-squares slope of a :func:`profile` against its index (e.g. per layer of depth)."""
+    return fit_slope(curve.index.to_numpy(dtype=float), curve.to_numpy(dtype=float))[0]
+
+
 def loglog_slope(x: Sequence[float], y: Sequence[float], base: float = 2.0) -> float:
     """Slope of log y against log x (any base gives the same slope)."""
     with np.errstate(divide="ignore", invalid="ignore"):
