@@ -19,15 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, choose
-from bnexp.nn.norms import BatchNormCenter, BatchNormNoCenter, BatchNormTheory
+from bnexp.nn import is_norm
 
 __all__ = ["AMP_SETTINGS", "PLAIN", "Precision", "apply", "autocast", "check_amp", "float32_norms", "is_conv", "layout",
            "precision_plan"]
 
 AMP_SETTINGS = ("auto", "bf16", "off")
-# every normalisation layer bnexp builds: each gets the float32 pre-hook under autocast
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, BatchNormTheory, BatchNormCenter, BatchNormNoCenter,
-              nn.GroupNorm, nn.LayerNorm)
 
 
 def check_amp(setting) -> str:
@@ -79,7 +76,7 @@ def _float32_inputs(_module: nn.Module, args: tuple) -> tuple:
 def float32_norms(model: nn.Module) -> list:
     """Make every normalisation layer of ``model`` compute in float32 under autocast (a forward pre-hook casts
     a bf16/fp16 input to float32). Returns the hook handles."""
-    return [m.register_forward_pre_hook(_float32_inputs) for m in model.modules() if isinstance(m, NORM_TYPES)]
+    return [m.register_forward_pre_hook(_float32_inputs) for m in model.modules() if is_norm(m)]
 
 
 def apply(model: nn.Module, precision: Precision) -> nn.Module:
