@@ -74,100 +74,6 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-# ------------------------------------------------------------------------------------------------ rank/fig1
-
-FIG1_BASE = {"data.sampling": "replacement", "model.width": 128, "data.batch_size": 128}
-FIG1_RUNS = {
-    "paper": {"runs": RunGrid("rank_learn_depth")},
-    "quick": {"runs": RunGrid("rank_learn_depth",
-                              {**FIG1_BASE, **FMNIST_SUB, "data.n_train": 6000, "data.n_test": 1000,
-                               "optim.epochs": 12, "optim.steps_per_epoch": 50, "optim.lr_grid": [0.01, 0.1],
-                               "n_seeds": 3},
-                              {"norm": ["none", "bn_code_fig1"], "model.depth": [1, 5, 9, 13, 17, 25]})},
-    "smoke": {"runs": RunGrid("rank_learn_depth",
-                              {**FIG1_BASE, **GREY_PROTO, "data.n_train": 2000, "data.n_test": 500,
-                               "optim.epochs": 6, "optim.steps_per_epoch": 25, "optim.lr_grid": [0.1],
-                               "n_seeds": 2},
-                              {"norm": ["none", "bn_code_fig1"], "model.depth": [1, 17]})},
-}
-
-
-def _fig1_by_depth(df: pd.DataFrame, metric: str, norm: str, which: str) -> pd.DataFrame:
-    sub = at_step(pick(df, metric, norm__name=_norm_name(norm)), which)
-    if metric.startswith("rank"):
-        sub = last_layer(sub)
-    return sub
-
-
-def _norm_name(norm: str) -> str:
-    return "bn_center" if norm == "bn_code_fig1" else norm
-
-
-def plot_fig1(frames, scale):
-    df = frames["runs"]
-    fig, axes = style.new_figure(ncols=2)
-    for norm, color, marker, label in (("none", ORANGE, "x", "SGD w/o BN"), ("bn_code_fig1", BLUE, "o", "SGD w/ BN")):
-        rank = _fig1_by_depth(df, "rank_torch", norm, "first")
-        style.band(axes[0], stats.summarize(rank, "model.depth"), "model.depth", label=label, color=color,
-                      marker=marker)
-        acc = _fig1_by_depth(df, "train_acc", norm, "last")
-        style.band(axes[1], stats.summarize(acc, "model.depth"), "model.depth", label=label, color=color,
-                      marker=marker)
-    axes[0].set_ylabel("rank of last hidden layer (init)")
-    axes[1].set_ylabel("final training accuracy")
-    for ax in axes:
-        ax.set_xlabel("number of hidden layers")
-        ax.legend()
-    axes[0].set_title(f"rank_torch at initialisation ({scale})")
-    axes[1].set_title(f"after training ({scale})")
-    return fig
-
-
-def claims_fig1(frames, scale):
-    df = frames["runs"]
-    depths = sorted(df["model.depth"].unique())
-    shallow, deep = depths[0], depths[-1]
-    full = min(int(df["model.width"].iloc[0]), int(df["data.batch_size"].iloc[0]))
-
-    def value(metric, norm, depth, which):
-        sub = _fig1_by_depth(df, metric, norm, which)
-        return mean_of(sub[sub["model.depth"] == depth])
-
-    bn_rank = min(value("rank_torch", "bn_code_fig1", d, "first") for d in depths)
-    collapse_depth = 15 if scale == "paper" else deep  # the paper: rank 1 from hl = 14 (15 hidden layers) on
-    van_deep_rank = max(value("rank_torch", "none", d, "first") for d in depths if d >= collapse_depth)
-    dead = 13 if scale == "paper" else deep  # the paper: vanilla accuracy ≈ 0.10 from hl = 12 on
-    van_deep_acc = max(value("train_acc", "none", d, "last") for d in depths if d >= dead)
-    # the spec's calibrated quick check is BN at hl = 16 (depth 17) after 600 steps; at paper scale the deepest net
-    bn_depth = deep if scale == "paper" else max(d for d in depths if d <= 17)
-    bn_deep_acc = value("train_acc", "bn_code_fig1", bn_depth, "last")
-    return [
-        Claim.at_least("vanilla: rank at init of the shallowest net, over min(width, batch)",
-                       value("rank_torch", "none", shallow, "first") / full, 0.9, "≈ 125 of 128 at hl = 0"),
-        Claim.at_most(f"vanilla: largest rank at init for depth ≥ {collapse_depth}", van_deep_rank, 1.0,
-                      "rank 1 from hl = 14 on"),
-        Claim.at_least("BN: smallest rank at init over all depths, over min(width, batch)", bn_rank / full, 0.95,
-                       "≈ 128 everywhere"),
-        Claim.at_least("vanilla: final training accuracy of the shallowest net",
-                       value("train_acc", "none", shallow, "last"), 0.8, "0.93–0.97 for hl ≤ 8"),
-        Claim.at_most(f"vanilla: best final training accuracy at depth ≥ {dead} (chance = 0.1)", van_deep_acc, 0.2,
-                      "≈ 0.10 for hl ≥ 12: cannot learn"),
-        Claim.at_least(f"BN: final training accuracy at depth {bn_depth}", bn_deep_acc,
-                       0.85 if scale == "paper" else 0.8, "≈ 0.93 at hl = 32"),
-    ]
-
-
-FIG1_CAPTION = (
-    "Left: rank_torch (float32 matrix_rank of H/‖H‖_F) of the last hidden layer at initialisation on the first "
-    "minibatch; right: training accuracy after training (the running accuracy of the last logged epoch's "
-    "minibatches; the code used 1000 random training samples), vs the number of hidden layers, ReLU MLP with "
-    "torch_default init; mean and 95% CI over seeds. BN is the code's (unbiased std, no eps, no affine, batch "
-    "statistics always); vanilla Linear layers have biases (BN nets too: centred BN cancels them exactly). "
-    "Minibatches of 128 drawn with replacement. Optimiser: SGD with the learning rate picked per seed from a grid by "
-    "the lowest final training loss (the paper's text; its code used Adam for BN). Paper scale: Fashion-MNIST /255, "
-    "width 128, 75 epochs × 468 steps, lr grid {1e-3, 1e-2, 1e-1}, 5 seeds. Quick: real Fashion-MNIST, 6000 "
-    "training images, 12 × 50 steps, lr grid {0.01, 0.1}, 3 seeds. Smoke: synthetic 14×14 prototype images.")
-
 # ------------------------------------------------------------------------------------------------ rank/fig5, 7, 13
 
 VGG_QUICK = {**COLOUR_PROTO, "data.normalize": "none", "model": "vgg_mini",
@@ -575,8 +481,6 @@ ACC_TEST = (("train_acc", "training accuracy"), ("test_loss", "test loss"))
 ALL_CURVES = (("train_loss", "training loss"), ("train_acc", "training accuracy"), ("test_loss", "test loss"))
 
 register(
-    Figure("rank/fig1", "Effect of depth on rank (init) and learning, Fashion-MNIST MLP", FIG1_CAPTION, FIG1_RUNS,
-           plot_fig1, claims_fig1, kind="train"),
     Figure("rank/fig4", "Rank pre-training vs BN: training loss, CIFAR-10 MLPs", FIG4_CAPTION, FIG4_RUNS,
            plot_pretrain(ACC_LOSS), claims_fig4, kind="train"),
     Figure("rank/fig5", "Breaking BN: VGG19, standard vs asymmetric init, BN w/o centering", FIG5_CAPTION, FIG5_RUNS,
@@ -620,9 +524,6 @@ def _both_claims(frames, scale):
 
 
 register(
-    Figure("markov/fig5", "Effect of depth on learning, Fashion-MNIST (rank/fig1)", FIG1_CAPTION + " The long "
-           "version ran 15 000 iterations at batch 32; this figure shows rank/fig1's runs.", FIG1_RUNS,
-           plot_fig1, claims_fig1, kind="train", alias_of="rank/fig1"),
     Figure("markov/fig6", "Pre-training, Fashion-MNIST depth 32 (rank/fig6)", FIG6_CAPTION, FIG6_RUNS, plot_fig6,
            claims_fig6, kind="train", alias_of="rank/fig6"),
     Figure("markov/fig7", "Breaking BN: VGG19 (top) and ResNet-50 (bottom)", FIG5_CAPTION + " " + FIG13_CAPTION,

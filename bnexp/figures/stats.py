@@ -57,6 +57,13 @@ def seed_mean(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     return df.groupby(list(by), as_index=False)["value"].mean()
 
 
+def mean_over_seeds(df: pd.DataFrame) -> float:
+    """One number for a claim: the mean over seeds of each seed's mean ``value`` (nan when ``df`` is empty)."""
+    if df.empty:
+        return math.nan
+    return float(df.groupby("seed")["value"].mean().mean())
+
+
 def fmt_gamma(gamma: float) -> str:
     return "∞" if math.isinf(gamma) else f"{gamma:g}"
 
