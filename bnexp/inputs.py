@@ -39,7 +39,7 @@ def validate(cfg: DictConfig) -> None:
     for name in names:
         choose("metrics", name, metrics.MEASURES)
     choose("dtype", cfg.get("dtype"), DTYPES)
-    runtime.validate(cfg, "inputs")
+    runtime.validate(cfg, prefer_cuda=False)
     n_train = cfg.data.get("n_train")
     if n_train is not None and cfg.data.batch_size > n_train:
         raise ConfigError("data.batch_size", cfg.data.batch_size, f"must be <= data.n_train = {n_train} "
@@ -61,7 +61,7 @@ def draw_batches(n_total: int, batch_size: int, count: int, generator: torch.Gen
 def run(cfg: DictConfig, writer) -> None:
     """Validate ``cfg``, then measure ``batches`` input batches per replicate, appending rows to ``writer``."""
     validate(cfg)
-    device = resolve_device(cfg.runtime.device, "inputs")
+    device = resolve_device(cfg.runtime.device, prefer_cuda=False)
     dtype = DTYPES[cfg.dtype]
     threads = runtime.check_threads(cfg.runtime.threads)
     threads = 1 if threads == "auto" else threads

@@ -31,7 +31,7 @@ def run_one(cfg: DictConfig, *, force: bool = False) -> str:
     """Validate and execute one composed config in its run directory (its engine: ``cfg.engine``); returns the
     directory."""
     engine = engines.validate(cfg)
-    device = str(runtime.resolve_device(cfg.get("runtime", {}).get("device", "auto"), engine.name))
+    device = str(runtime.resolve_device(cfg.get("runtime", {}).get("device", "auto"), engine.prefers_cuda))
 
     def waiting(directory, info) -> None:
         who = f"pid {info.get('pid')} on {info.get('host')}" if info else "another process"

@@ -18,11 +18,12 @@ from bnexp.errors import ConfigError
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def resolve_device(name: Any, engine: str = "train") -> torch.device:
-    """The torch device for ``runtime.device`` (``auto``, ``cpu``, ``cuda``, ``cuda:<i>``)."""
+def resolve_device(name: Any, prefer_cuda: bool = True) -> torch.device:
+    """The torch device for ``runtime.device`` (``auto``, ``cpu``, ``cuda``, ``cuda:<i>``); ``auto`` is CUDA when
+    available and the engine gains from it (``prefer_cuda``: ``engines.Engine.prefers_cuda``), else the CPU."""
     name = "auto" if name is None else str(name)
     if name == "auto":
-        use_cuda = engine == "train" and torch.cuda.is_available()
+        use_cuda = prefer_cuda and torch.cuda.is_available()
         return torch.device("cuda" if use_cuda else "cpu")
     try:
         device = torch.device(name)
@@ -44,8 +45,8 @@ def check_threads(setting: Any) -> str | int:
     return setting
 
 
-def validate(cfg: Any, engine: str) -> None:
+def validate(cfg: Any, prefer_cuda: bool) -> None:
     """Check the ``runtime`` section of a composed config before any work."""
     section = cfg.get("runtime") or {}
-    resolve_device(section.get("device", "auto"), engine)
+    resolve_device(section.get("device", "auto"), prefer_cuda)
     check_threads(section.get("threads", "auto"))

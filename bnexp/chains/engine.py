@@ -282,7 +282,7 @@ def run(cfg: Any, writer: Any) -> None:
     seeds = [int(cfg["seed"]) + r for r in range(int(cfg["n_seeds"]))]
     runtime = cfg.get("runtime") or {}
     threads = runtime.get("threads", "auto")
-    device = resolve_device(runtime.get("device", "auto"), "simulate")
+    device = resolve_device(runtime.get("device", "auto"), prefer_cuda=False)
     rows: list[tuple[int, int, None, str, float]] = []
     buffered, last_flush = 0, time.monotonic()
     chain = simulate(params, seeds, device=device, progress=bool(runtime.get("progress", False)), threads=threads)

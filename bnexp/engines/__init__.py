@@ -40,6 +40,7 @@ class Engine:
     name: str
     module: str  # holds run(cfg, writer) and, unless ``checker`` is set, validate(cfg)
     checker: str | None = None  # "module:function" validating its configs, when not the module's validate
+    prefers_cuda: bool = False  # runtime.device=auto picks CUDA when available (networks); else the CPU
 
     @property
     def config_name(self) -> str:
@@ -64,11 +65,11 @@ def _validate_chains(cfg: DictConfig) -> None:
     from bnexp.chains import ChainParams
 
     ChainParams.from_cfg(cfg.chain).validate()
-    runtime.validate(cfg, "simulate")
+    runtime.validate(cfg, prefer_cuda=False)
 
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (
-    Engine("train", "bnexp.engines.train"),
+    Engine("train", "bnexp.engines.train", prefers_cuda=True),
     Engine("simulate", "bnexp.chains", checker="bnexp.engines:_validate_chains"),
     Engine("inputs", "bnexp.inputs"),
 )}

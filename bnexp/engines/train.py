@@ -126,10 +126,10 @@ def validate(cfg: DictConfig) -> None:
     optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
     epochs = optim.epochs
     choose("dtype", cfg.get("dtype"), DTYPES)
-    runtime.validate(cfg, "train")
+    runtime.validate(cfg, prefer_cuda=True)
     section = cfg.get("runtime") or {}
     setting = check_batch_seeds(section.get("batch_seeds", "auto"))
-    device = resolve_device(section.get("device", "auto"), "train")
+    device = resolve_device(section.get("device", "auto"), prefer_cuda=True)
     precision_plan(device.type, DTYPES[cfg.dtype], check_amp(section.get("amp", "auto")), conv=False)
     check_int("runtime.checkpoint_every", section.get("checkpoint_every", 1), 1)
     check_bool("runtime.keep_checkpoint", section.get("keep_checkpoint", False))
@@ -348,7 +348,7 @@ def run(cfg: DictConfig, writer) -> None:
     Training (epochs > 0) is :func:`bnexp.training.fit.train_all`.
     """
     validate(cfg)
-    device = resolve_device(cfg.runtime.device, "train")
+    device = resolve_device(cfg.runtime.device, prefer_cuda=True)
     dtype = DTYPES[cfg.dtype]
     spec = ProbeSpec.from_cfg(cfg.probe, feature_layers(cfg))
     optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
