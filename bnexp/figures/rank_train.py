@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from bnexp.data.vision import STATS
@@ -47,16 +46,6 @@ def mean_of(df: pd.DataFrame) -> float:
     return float(df.groupby("seed")["value"].mean().mean())
 
 
-def rank_bound_R(df: pd.DataFrame) -> pd.DataFrame:
-    """The rank paper's Fig 6 "lower bound on rank": R = 1 / mean_{k∈K} (1 / r(H_k)) per (run, seed, step),
-    from the ``rank_lower_bound`` rows of the probed layers K."""
-    sub = pick(df, "rank_lower_bound").copy()
-    sub["inv"] = 1.0 / sub["value"]
-    out = sub.groupby(["run", "seed", "step"], as_index=False)["inv"].mean()
-    out["value"] = 1.0 / out["inv"]
-    return out.drop(columns="inv")
-
-
 def curve(ax, df: pd.DataFrame, label: str, color: str, *, linestyle: str = "-", marker: str = "o") -> None:
     """Mean and 95% bootstrap CI over seeds of ``value`` against ``step``."""
     if df.empty:
@@ -64,110 +53,6 @@ def curve(ax, df: pd.DataFrame, label: str, color: str, *, linestyle: str = "-",
     style.band(ax, stats.summarize(df, "step"), "step", label=label, color=color, linestyle=linestyle,
                   marker=marker)
 
-
-def spearman(a, b) -> float:
-    """Spearman rank correlation of two equal-length sequences (ties by average rank)."""
-    ra = pd.Series(list(a)).rank().to_numpy()
-    rb = pd.Series(list(b)).rank().to_numpy()
-    if np.std(ra) == 0 or np.std(rb) == 0:
-        return math.nan
-    return float(np.corrcoef(ra, rb)[0, 1])
-
-
-# ------------------------------------------------------------------------------------------------ rank/fig6
-
-FIG6_K = {"paper": [1, 5, 10, 15, 20, 25, 29], "quick": [1, 5, 10, 15], "smoke": [1, 5, 10, 15]}
-
-
-def _fig6_runs(overrides: dict, iters: list[int], layers: list[int]) -> dict:
-    base = {**overrides, "probe.layers": layers}
-    return {
-        "vanilla": RunGrid("rank_pretrain_fmnist", {**base, "pretrain": "none"}),
-        # pre-trained on a random batch of the pretrain stream, so R is never measured on the batch it was raised on
-        "pretrained": RunGrid("rank_pretrain_fmnist", {**base, "pretrain": "layerwise", "pretrain.sample": "random"},
-                              {"pretrain.iters": iters}),
-        "bn": RunGrid("rank_pretrain_fmnist", {**base, "pretrain": "none", "norm": "bn_code_fig6",
-                                               "probe.point": "post"},
-                      {"init": ["torch_default", "asym"]}),
-    }
-
-
-FIG6_QUICK = {**FMNIST_SUB, "model.depth": 16, "model.width": 64, "data.n_train": 1600, "data.n_test": 500,
-              "optim.epochs": 3, "n_seeds": 3}
-FIG6_RUNS = {
-    "paper": _fig6_runs({}, [25, 75], FIG6_K["paper"]),
-    "quick": _fig6_runs(FIG6_QUICK, [5, 25], FIG6_K["quick"]),
-    "smoke": _fig6_runs({**FIG6_QUICK, **GREY_PROTO, "data.n_train": 640, "data.n_test": 200, "n_seeds": 2},
-                        [5, 25], FIG6_K["smoke"]),
-}
-
-
-def _fig6_variants(frames):
-    pre = frames["pretrained"]
-    iters = sorted(pre["pretrain.iters"].unique()) if len(pre) else []
-    out = [("SGD no pre-training", frames["vanilla"], ORANGE, "-")]
-    for it, color in zip(iters, (GREEN, PURPLE)):
-        out.append((f"SGD, pre-training {int(it)} iterations", pick(pre, pretrain__iters=it), color, "-"))
-    bn = frames["bn"]
-    out += [("BN W ~ U[-a, a]", pick(bn, init__name="torch_default"), BLUE, "--"),
-            ("BN W ~ U[0, 2a]", pick(bn, init__name="asym"), RED, "--")]
-    return out
-
-
-def plot_fig6(frames, scale):
-    fig, axes = style.new_figure(ncols=2)
-    for label, df, color, ls in _fig6_variants(frames):
-        curve(axes[0], pick(df, "train_acc"), label, color, linestyle=ls)
-        curve(axes[1], rank_bound_R(df), label, color, linestyle=ls)
-    axes[0].set_ylabel("training accuracy")
-    axes[1].set_ylabel("lower bound on rank R")
-    axes[1].set_yscale("log")
-    for ax in axes:
-        ax.set_xlabel("epoch")
-    axes[1].legend()
-    axes[0].set_title(f"depth-{int(frames['vanilla']['model.depth'].iloc[0])} MLP ({scale})")
-    return fig
-
-
-def claims_fig6(frames, scale):
-    variants = _fig6_variants(frames)
-    R = {label: rank_bound_R(df) for label, df, *_ in variants}
-    loss = {label: mean_of(at_step(pick(df, "train_loss"))) for label, df, *_ in variants}
-    labels = [label for label, *_ in variants]
-    vanilla_chain = [label for label in labels if not label.startswith("BN")]
-    r0 = [mean_of(R[label][R[label]["step"] == 0]) for label in labels]
-    r_end = [mean_of(at_step(R[label])) for label in labels]
-    r0_van = r0[: len(vanilla_chain)]
-    std, asym = "BN W ~ U[-a, a]", "BN W ~ U[0, 2a]"
-    bn_gap = min(mean_of(R[std][R[std].step == s]) - mean_of(R[asym][R[asym].step == s])
-                 for s in sorted(R[std]["step"].unique()))
-    return [
-        Claim.above("R at epoch 0 increases with pre-training iterations (smallest increment)",
-                    float(np.min(np.diff(r0_van))), 0.0, "pre-training raises the rank"),
-        Claim.above("R(BN standard) − R(BN asymmetric), smallest over epochs", bn_gap, 0.0,
-                    "the asymmetric init reduces BN's rank"),
-        Claim.above("final training loss: BN asymmetric − BN standard", loss[asym] - loss[std], 0.0,
-                    "higher rank optimises faster"),
-        Claim.above("final training loss: no pre-training − most pre-training", loss[vanilla_chain[0]]
-                    - loss[vanilla_chain[-1]], 0.0, "pre-training rescues deep vanilla nets"),
-        Claim.at_least("Spearman correlation of R at epoch 0 and at the last epoch over the variants",
-                       spearman(r0, r_end), 0.8, "SGD preserves the initial rank ordering"),
-    ]
-
-
-FIG6_CAPTION = (
-    "Fashion-MNIST MLP (32 hidden layers of 128 at paper scale): training accuracy (the caption's metric; the code "
-    "plotted the loss, also logged) and the lower bound on rank R = 1/mean_k(1/r(H_k)) over layers K = {1, 5, 10, "
-    "15, 20, 25, 29} (log axis) per epoch; mean and 95% CI over seeds. Vanilla: ReLU, glorot normal, without and "
-    "with layer-wise pre-training (the paper's 25 and 75 iterations per layer, non-cumulative; the code used 5 and "
-    "75 cumulative) on one random batch of 32 (the code: its first minibatch; ours is not the probe batch, so R is "
-    "measured out of sample), R on pre-activations. BN: torch BN with momentum 0 (the code's) after every Linear "
-    "including the first (the code's BNN had none on its input layer), ReLU (the code used tanh), "
-    "standard torch init vs the paper's asymmetric U(0, 2/√fan_in) on the weights (the code set every parameter "
-    "U(0, 0.1)), R on post-activations. SGD lr 0.01, batch 32, 15 epochs. R is measured on a fixed probe batch of "
-    "32 training images (the code used each epoch's last minibatch). Quick: real Fashion-MNIST, 1600 training "
-    "images, depth 16, width 64, 3 epochs, pre-training {5, 25} iterations, K = {1, 5, 10, 15}; smoke: synthetic "
-    "prototype images.")
 
 # ------------------------------------------------------------------------------------------------ rank/fig4, 11, 12
 
@@ -365,8 +250,6 @@ ALL_CURVES = (("train_loss", "training loss"), ("train_acc", "training accuracy"
 register(
     Figure("rank/fig4", "Rank pre-training vs BN: training loss, CIFAR-10 MLPs", FIG4_CAPTION, FIG4_RUNS,
            plot_pretrain(ACC_LOSS), claims_fig4, kind="train"),
-    Figure("rank/fig6", "Pre-training and asymmetric BN, Fashion-MNIST deep MLP", FIG6_CAPTION, FIG6_RUNS, plot_fig6,
-           claims_fig6, kind="train"),
     Figure("rank/fig10", "Directional gradient vanishing", FIG10_CAPTION, FIG10_RUNS, plot_fig10, claims_fig10,
            kind="train"),
     Figure("rank/fig11", "Pre-training vs BN: training accuracy and test loss", FIG11_CAPTION, FIG4_RUNS,
@@ -377,8 +260,6 @@ register(
 
 
 register(
-    Figure("markov/fig6", "Pre-training, Fashion-MNIST depth 32 (rank/fig6)", FIG6_CAPTION, FIG6_RUNS, plot_fig6,
-           claims_fig6, kind="train", alias_of="rank/fig6"),
     Figure("markov/fig8", "Directional gradient vanishing (rank/fig10)", FIG10_CAPTION, FIG10_RUNS, plot_fig10,
            claims_fig10, kind="train", alias_of="rank/fig10"),
 )

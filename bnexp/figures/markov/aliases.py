@@ -1,15 +1,15 @@
 """The long version's figures that the NeurIPS version already shows: the same runs, plots and claims as the rank
 figure each aliases (``alias_of``), registered under the long version's numbers.
 
-markov/fig2 = rank/fig3 (a), fig3 = rank/fig3 (b), fig5 = rank/fig1, fig9 = rank/fig8, fig10 = rank/fig9,
-fig11 = rank/fig7. markov/fig7 shows rank/fig5 and fig13 (VGG19 above ResNet-50) without the w/o-centering
-curve, which the long version moved to its fig11.
+markov/fig2 = rank/fig3 (a), fig3 = rank/fig3 (b), fig5 = rank/fig1, fig6 = rank/fig6, fig9 = rank/fig8,
+fig10 = rank/fig9, fig11 = rank/fig7. markov/fig7 shows rank/fig5 and fig13 (VGG19 above ResNet-50) without the
+w/o-centering curve, which the long version moved to its fig11.
 """
 
 from __future__ import annotations
 
 from bnexp.figures import Figure, register, stats, style
-from bnexp.figures.rank import breaking, chains, depth, regularity
+from bnexp.figures.rank import breaking, chains, depth, layerwise, regularity
 from bnexp.figures.stats import last_layer, pick
 
 
@@ -52,6 +52,8 @@ register(
     Figure("markov/fig5", "Effect of depth on learning, Fashion-MNIST (rank/fig1)", depth.FIG1_CAPTION + " The long "
            "version ran 15 000 iterations at batch 32; this figure shows rank/fig1's runs.", depth.FIG1_RUNS,
            depth.plot_fig1, depth.claims_fig1, kind="train", alias_of="rank/fig1"),
+    Figure("markov/fig6", "Pre-training, Fashion-MNIST depth 32 (rank/fig6)", layerwise.FIG6_CAPTION,
+           layerwise.FIG6_RUNS, layerwise.plot_fig6, layerwise.claims_fig6, kind="train", alias_of="rank/fig6"),
     Figure("markov/fig7", "Breaking BN: VGG19 (top) and ResNet-50 (bottom)",
            breaking.FIG5_CAPTION + " " + breaking.FIG13_CAPTION,
            {s: {**{f"vgg_{k}": g for k, g in breaking.FIG5_RUNS[s].items()},
