@@ -23,9 +23,8 @@ import math
 
 import pandas as pd
 
-from bnexp.data.vision import STATS
 from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
-from bnexp.figures.stats import at_step, last_layer, pick, step_label
+from bnexp.figures.stats import at_step, last_layer, pick
 
 BLUE, ORANGE, GREEN, RED, PURPLE = "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"
 
@@ -166,81 +165,6 @@ FIG12_CAPTION = ("rank/fig4 and fig11 on Fashion-MNIST: training loss, accuracy 
                  "pre-training has no gradient: r(H_L) stays 1.000, measured). "
                  + PRE_RECIPE.replace("{data}", "a subsample of the real Fashion-MNIST"))
 
-# ------------------------------------------------------------------------------------------------ rank/fig10
-
-ALIGN_QUICK = {**COLOUR_PROTO, "data.normalize": "none", "model": "mlp", "model.depth": 16, "model.width": 128,
-               "data.batch_size": 32,
-               "data.n_train": 640, "data.n_test": 320, "optim.epochs": 10, "optim.log_every": None,
-               "probe.alignment_samples": 32, "n_seeds": 3}
-# Random images replace the inputs: i.i.d. U[0, 255] pixels, the inputs' shape, through the same preprocessing as
-# the real images (ToTensor's /255: U[0, 1]; at paper scale then CIFAR-10's per-channel normalisation), so only
-# the content changes, not the scale.
-RANDOM_IMAGES = {"data": "uniform_images", "data.high": 1.0, "data.normalize": "none"}
-CIFAR10_NORMALIZE = [list(v) for v in STATS["cifar10"]]
-
-
-def _align_runs(overrides: dict, random_size: dict) -> dict:
-    lr = overrides.get("optim.lr", 0.01)
-    return {"bn": RunGrid("grad_alignment", {**overrides, "norm": "bn_torch"}),
-            "sgd": RunGrid("grad_alignment", {**overrides, "norm": "none"}),
-            "lr100": RunGrid("grad_alignment", {**overrides, "norm": "none", "optim.lr": 100 * lr}),
-            "random": RunGrid("grad_alignment", {**overrides, **RANDOM_IMAGES, **random_size, "norm": "none"})}
-
-
-FIG10_RUNS = {"paper": _align_runs({}, {"data.shape": [3, 32, 32], "data.n_train": 50000, "data.n_test": 10000,
-                                         "data.normalize": CIFAR10_NORMALIZE}),
-              "quick": _align_runs(ALIGN_QUICK, {}),
-              "smoke": _align_runs({**ALIGN_QUICK, "data.n_train": 320, "optim.epochs": 4, "n_seeds": 2}, {})}
-ALIGN_VARIANTS = (("bn", "BN", BLUE), ("sgd", "SGD", ORANGE), ("lr100", "SGD with 100× learning rate", GREEN),
-                  ("random", "SGD on random data", RED))
-
-
-def plot_fig10(frames, scale):
-    fig, axes = style.new_figure(ncols=2)
-    for key, label, color in ALIGN_VARIANTS:
-        curve(axes[0], pick(frames[key], "train_acc"), label, color)
-        curve(axes[1], pick(frames[key], "grad_alignment"), label, color)
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("training accuracy (log)")
-    axes[1].set_ylabel("gradient alignment A_last")
-    for ax in axes:
-        ax.set_xlabel(step_label(frames["bn"]))
-    axes[1].legend()
-    axes[0].set_title(f"directional gradient vanishing ({scale})")
-    return fig
-
-
-def claims_fig10(frames, scale):
-    def align(key, which="first"):
-        return mean_of(at_step(pick(frames[key], "grad_alignment"), which))
-
-    acc_real = mean_of(at_step(pick(frames["sgd"], "train_acc")))
-    acc_random = mean_of(at_step(pick(frames["random"], "train_acc")))
-    return [
-        Claim.at_least("vanilla: A_last at initialisation", align("sgd"), 0.999, "perfectly aligned gradients"),
-        # VGG19's 512-d readout inputs are more aligned than the quick MLP's even with BN (measured 0.81 at init on
-        # random images, dropout off): the paper-scale bound is looser
-        Claim.at_most("BN: A_last at initialisation", align("bn"), 0.9 if scale == "paper" else 0.6,
-                      "BN's gradients are not aligned"),
-        Claim.at_least("vanilla: smallest A_last over training", mean_of(
-            pick(frames["sgd"], "grad_alignment").groupby(["seed"], as_index=False)["value"].min()),
-            0.99, "stays aligned"),
-        Claim.at_most("vanilla: |final training accuracy on real − on random data|", abs(acc_real - acc_random), 0.05,
-                      "SGD on random data follows almost the same path"),
-    ]
-
-
-FIG10_CAPTION = (
-    "Directional gradient vanishing: training accuracy (log axis) and the gradient alignment A_last = mean over "
-    "pairs of |cos| of the classification layer's inputs on the probe batch (train mode), which equals the mean "
-    "pairwise |cos| of the per-sample gradients of each classification-layer neuron (Prop 19; the paper gives "
-    "no formula); mean and 95% CI over seeds. Paper scale: VGG19 on CIFAR-10 with BN, without BN (SGD lr 0.01), "
-    "without BN at 100× the learning rate, and without BN on i.i.d. U[0, 255] images, preprocessed as the real ones "
-    "(/255, CIFAR-10 normalisation), with random labels (the spec prefers CIFAR's own labels; not implemented); "
-    "rank/fig5's recipe. The probe runs with dropout off and BN on batch statistics. Quick (the spec's): a "
-    "depth-16 width-128 ReLU MLP, "
-    "torch_default init, on synthetic 3×16×16 prototype images, 10 epochs of 20 steps of 32, 3 seeds.")
-
 # ------------------------------------------------------------------------------------------------ register
 
 ACC_LOSS = (("train_loss", "training loss"),)
@@ -250,8 +174,6 @@ ALL_CURVES = (("train_loss", "training loss"), ("train_acc", "training accuracy"
 register(
     Figure("rank/fig4", "Rank pre-training vs BN: training loss, CIFAR-10 MLPs", FIG4_CAPTION, FIG4_RUNS,
            plot_pretrain(ACC_LOSS), claims_fig4, kind="train"),
-    Figure("rank/fig10", "Directional gradient vanishing", FIG10_CAPTION, FIG10_RUNS, plot_fig10, claims_fig10,
-           kind="train"),
     Figure("rank/fig11", "Pre-training vs BN: training accuracy and test loss", FIG11_CAPTION, FIG4_RUNS,
            plot_pretrain(ACC_TEST), claims_fig11, kind="train"),
     Figure("rank/fig12", "Pre-training vs BN on Fashion-MNIST", FIG12_CAPTION, FIG12_RUNS, plot_pretrain(ALL_CURVES),
@@ -260,6 +182,4 @@ register(
 
 
 register(
-    Figure("markov/fig8", "Directional gradient vanishing (rank/fig10)", FIG10_CAPTION, FIG10_RUNS, plot_fig10,
-           claims_fig10, kind="train", alias_of="rank/fig10"),
 )

@@ -1,15 +1,15 @@
 """The long version's figures that the NeurIPS version already shows: the same runs, plots and claims as the rank
 figure each aliases (``alias_of``), registered under the long version's numbers.
 
-markov/fig2 = rank/fig3 (a), fig3 = rank/fig3 (b), fig5 = rank/fig1, fig6 = rank/fig6, fig9 = rank/fig8,
-fig10 = rank/fig9, fig11 = rank/fig7. markov/fig7 shows rank/fig5 and fig13 (VGG19 above ResNet-50) without the
-w/o-centering curve, which the long version moved to its fig11.
+markov/fig2 = rank/fig3 (a), fig3 = rank/fig3 (b), fig5 = rank/fig1, fig6 = rank/fig6, fig8 = rank/fig10,
+fig9 = rank/fig8, fig10 = rank/fig9, fig11 = rank/fig7. markov/fig7 shows rank/fig5 and fig13 (VGG19 above
+ResNet-50) without the w/o-centering curve, which the long version moved to its fig11.
 """
 
 from __future__ import annotations
 
 from bnexp.figures import Figure, register, stats, style
-from bnexp.figures.rank import breaking, chains, depth, layerwise, regularity
+from bnexp.figures.rank import alignment, breaking, chains, depth, layerwise, regularity
 from bnexp.figures.stats import last_layer, pick
 
 
@@ -59,6 +59,8 @@ register(
            {s: {**{f"vgg_{k}": g for k, g in breaking.FIG5_RUNS[s].items()},
                 **{f"resnet_{k}": g for k, g in breaking.FIG13_RUNS[s].items()}} for s in breaking.FIG5_RUNS},
            plot_fig7, claims_fig7, kind="train", alias_of="rank/fig5"),
+    Figure("markov/fig8", "Directional gradient vanishing (rank/fig10)", alignment.FIG10_CAPTION,
+           alignment.FIG10_RUNS, alignment.plot_fig10, alignment.claims_fig10, kind="train", alias_of="rank/fig10"),
     Figure("markov/fig9", "Regularity constant vs width", regularity.REG_CAPTION, regularity.REG_RUNS,
            regularity.plot_fig8, regularity.check_fig8, alias_of="rank/fig8"),
     Figure("markov/fig10", "E‖M‖_F² vs width", regularity.REG_CAPTION, regularity.REG_RUNS, regularity.plot_fig9,
