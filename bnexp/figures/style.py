@@ -54,11 +54,11 @@ STYLES: Mapping[str, Mapping[str, dict[str, Any]]] = {
     "init": {
         "orthogonal": _s(BLUE, "o", "-", "orthogonal"),
         "xavier_normal": _s(VERMILION, "s", "-", "Gaussian"),
-        "xavier_uniform": _s(ORANGE, "D", "-", "uniform"),
+        "xavier_uniform": _s(SKY, "D", "-", "uniform"),
         "std_gauss": _s(GREEN, "^", "-", "standard Gaussian"),
         "std_unif": _s(PURPLE, "v", "-", "standard uniform"),
         "torch_default": _s(BLACK, "o", "-", "torch default"),
-        "asym": _s(SKY, "P", "-", "asymmetric"),
+        "asym": _s(ORANGE, "P", "-", "asymmetric"),
         "pretrained": _s(GREEN, "^", "--", "pre-trained"),
     },
     "act": {
