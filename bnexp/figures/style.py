@@ -121,6 +121,17 @@ def band(ax: plt.Axes, summary: pd.DataFrame, x: str, *, kind: str | None = None
     ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
 
 
+def bands(ax: plt.Axes, df: pd.DataFrame, x: str, by: str, label: Callable[[Any], str] = "{:g}".format,
+          **look: Any) -> None:
+    """One mean ± 95% CI band of ``value`` against column ``x`` per value of column ``by`` (in sorted order, the
+    unnamed series styles): "``value`` against ``x`` by ``by``" for widths, depths, layers. ``look`` overrides
+    the style of every band (e.g. ``marker="."``)."""
+    from bnexp.figures.stats import summarize
+
+    for i, value in enumerate(sorted(df[by].unique())):
+        band(ax, summarize(df[df[by] == value], x), x, **{**series(i, label(value)), **look})
+
+
 def reference(ax: plt.Axes, x, y, label: str, *, linestyle: str = "--") -> None:
     """A grey reference curve (a theory line, a bound, d or √d)."""
     ax.plot(np.asarray(x, dtype=float), np.asarray(y, dtype=float), color=GREY, linestyle=linestyle, linewidth=1,

@@ -68,9 +68,7 @@ def plot_figF1(frames, scale):
     fig, axes = style.new_figure(ncols=2, width=3.4)
     for ax, act in zip(axes, ("sin", "tanh")):
         sub = rates[rates["act.name"] == act]
-        for i, ell in enumerate(sorted(sub["ell"].unique())):
-            style.band(ax, stats.summarize(sub[sub["ell"] == ell], "model.gain"), "model.gain",
-                       color=style.series(i)["color"], label=f"ℓ = {ell}", marker=".")
+        style.bands(ax, sub, "model.gain", "ell", label="ℓ = {}".format, marker=".", linestyle="-")
         alphas = np.linspace(sub["model.gain"].min(), sub["model.gain"].max(), 50)
         style.reference(ax, alphas, c1 * alphas**c2, f"{c1:.3f} α^{c2:.2f} (sin fit)")
         ax.set_xlabel("gain α")
@@ -130,9 +128,8 @@ def plot_figF2(frames, scale):
     fig, axes = style.new_figure(ncols=2, width=3.4)
     for ax, act in zip(axes, ("sin", "tanh")):
         sub = rates[rates["act.name"] == act]
-        for i, depth in enumerate(sorted(sub["model.depth"].unique())):
-            style.band(ax, stats.summarize(sub[sub["model.depth"] == depth], "exponent"), "exponent",
-                       color=style.series(i)["color"], label=f"{int(depth)}", marker=".")
+        style.bands(ax, sub, "exponent", "model.depth", label=lambda depth: f"{int(depth)}", marker=".",
+                    linestyle="-")
         ax.set_xlabel("exponent")
         ax.set_ylabel(f"rate at ℓ = {F2_LAYER}")
         ax.set_title(f"{act} ({scale})")

@@ -58,9 +58,7 @@ def layer_curve(logs: pd.DataFrame, width: int) -> pd.Series:
 def plot_fig2(frames, scale):
     fig, axes = style.new_figure(ncols=2, width=3.8)
     a = log_gap(frames["a"])
-    for i, width in enumerate(sorted(a["chain.width"].unique())):
-        s = stats.summarize(a[a["chain.width"] == width], "step")
-        style.band(axes[0], s, "step", **{**style.series(i), "label": f"d = {int(width)}"})
+    style.bands(axes[0], a, "step", "chain.width", label=lambda width: f"d = {int(width)}")
     axes[0].set_xlabel("layer ℓ")
     axes[0].set_ylabel("log V(H_ℓ)")
     axes[0].set_title(f"(a) orthogonality gap vs depth, n = 4 ({scale})")
