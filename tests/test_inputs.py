@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from bnexp import cli, inputs, metrics, results
+from bnexp import cli, metrics, results
+from bnexp.engines import inputs
 
 TINY = ["data=shifted_gaussian", "data.n_train=64", "data.n_test=4", "data.batch_size=8", "batches=5",
         "runtime.progress=false"]

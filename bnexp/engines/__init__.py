@@ -9,7 +9,7 @@ engine     module (imported when first used)   what it runs
 =========  ==================================  ========================================================
 train      :mod:`bnexp.engines.train`          networks at initialisation and under SGD (``bnexp train``)
 simulate   :mod:`bnexp.chains`                 streamed random-matrix chains (``bnexp simulate``)
-inputs     :mod:`bnexp.inputs`                 statistics of input batches, no network (``bnexp inputs``)
+inputs     :mod:`bnexp.engines.inputs`         statistics of input batches, no network (``bnexp inputs``)
 =========  ==================================  ========================================================
 
 Which engine a run uses (:func:`for_args`): the ``engine:`` of its experiment, read from the experiment file
@@ -71,7 +71,7 @@ def _validate_chains(cfg: DictConfig) -> None:
 ENGINES: dict[str, Engine] = {e.name: e for e in (
     Engine("train", "bnexp.engines.train", prefers_cuda=True),
     Engine("simulate", "bnexp.chains", checker="bnexp.engines:_validate_chains"),
-    Engine("inputs", "bnexp.inputs"),
+    Engine("inputs", "bnexp.engines.inputs"),
 )}
 
 
