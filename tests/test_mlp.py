@@ -10,7 +10,8 @@ import torch
 from bnexp.errors import ConfigError
 from bnexp.nn.activations import ACTIVATIONS, gain_schedule, make_activation
 from bnexp.nn.convnet import ConvNet
-from bnexp.nn.mlp import MLP, MODELS, ResidualMLP, build_model
+from bnexp.nn.mlp import MLP, ResidualMLP
+from bnexp.nn.models import MODELS, build_model
 from bnexp.nn.norms import NORMS
 
 

@@ -11,7 +11,8 @@ which modules normalise.
 from bnexp.nn.activations import ACTIVATIONS, Activation, ActLayer, act_layer, gain_schedule, make_activation
 from bnexp.nn.convnet import ConvNet
 from bnexp.nn.init import INITS, init_weights
-from bnexp.nn.mlp import MLP, MODELS, ResidualMLP, build_model
+from bnexp.nn.mlp import MLP, ResidualMLP
+from bnexp.nn.models import MODELS, build_model
 from bnexp.nn.norms import (
     NORM_TYPES,
     NORMS,

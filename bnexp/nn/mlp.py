@@ -24,13 +24,9 @@ from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, check_int, choose
 from bnexp.nn.activations import ActLayer, act_layer, gain_schedule
-from bnexp.nn.convnet import ConvNet
 from bnexp.nn.norms import NormLayer, norm_layer
-from bnexp.nn.registry import Registry
-from bnexp.nn.resnet import ResNet
-from bnexp.nn.vgg import VGG
 
-__all__ = ["MLP", "MODELS", "ResidualMLP", "build_model"]
+__all__ = ["MLP", "ResidualMLP"]
 
 ORDERS = ("norm_act", "act_norm", "pre_act")
 PLACEMENTS = ("post", "pre", "branch")
@@ -199,14 +195,3 @@ class ResidualMLP(_Network):
     def weight_layers(self) -> list[nn.Module]:
         """[fc_in, W_0, …, W_{depth−1}, readout]: block ℓ's weight is index ℓ + 1."""
         return [self.fc_in, *self.fc, *([self.readout] if self.readout is not None else [])]
-
-
-# Config ``model.name`` → constructor.
-MODELS: Registry[type[nn.Module]] = Registry("model.name", {
-    "mlp": MLP, "resmlp": ResidualMLP, "convnet": ConvNet, "vgg": VGG, "resnet": ResNet,
-})
-
-
-def build_model(name: str, **kwargs) -> nn.Module:
-    """``MODELS[name](**kwargs)``; unknown ``name`` raises ``ConfigError("model.name", ...)``."""
-    return MODELS.get(name)(**kwargs)

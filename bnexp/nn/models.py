@@ -1,0 +1,25 @@
+"""The models a config names (``model.name``): one registry over every architecture of :mod:`bnexp.nn`.
+
+A new architecture is a module of its own in this package (an ``nn.Module`` taking ``d_in``, ``d_out``, ``norm``,
+``act`` and its sizes, with ``weight_layers()`` and, for the probe, ``forward(x, layers=...)``) and one entry here.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from bnexp.nn.convnet import ConvNet
+from bnexp.nn.mlp import MLP, ResidualMLP
+from bnexp.nn.registry import Registry
+from bnexp.nn.resnet import ResNet
+from bnexp.nn.vgg import VGG
+
+# Config ``model.name`` → constructor.
+MODELS: Registry[type[nn.Module]] = Registry("model.name", {
+    "mlp": MLP, "resmlp": ResidualMLP, "convnet": ConvNet, "vgg": VGG, "resnet": ResNet,
+})
+
+
+def build_model(name: str, **kwargs) -> nn.Module:
+    """``MODELS[name](**kwargs)``; unknown ``name`` raises ``ConfigError("model.name", ...)``."""
+    return MODELS.get(name)(**kwargs)
