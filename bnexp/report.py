@@ -91,7 +91,7 @@ def write_report(root: Path | None = None) -> Path:
     for fig in all_figures():
         stem = fig.output_stem(root)
         claims_file = stem.with_suffix(".claims.json")
-        label, paper_caption = fig.paper_caption
+        label, paper_caption = fig.paper_caption or ("", "")
         anchor = fig.id.replace("/", "-")
         if not claims_file.exists():
             outcome = outcomes.get(fig.id, {})

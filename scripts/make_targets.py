@@ -60,9 +60,9 @@ def cost_table() -> str:
 
     lines = ["| figure | kind | runs | paper scale | data | basis |", "|---|---|---|---|---|---|"]
     for fig in figures.all_figures():
-        entry = figures.costs().get(fig.id, {})
-        lines.append(f"| {fig.id} | {fig.kind} | {entry.get('runs', '?')} | {fig.cost('paper')} | "
-                     f"{entry.get('data', '?')} | {entry.get('basis', '')} |")
+        costs = fig.costs
+        lines.append(f"| {fig.id} | {fig.kind} | {fig.run_count('paper')} | {fig.cost('paper')} | "
+                     f"{costs.data if costs else '?'} | {costs.basis if costs else ''} |")
     return "\n".join(lines) + "\n"
 
 

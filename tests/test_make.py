@@ -23,19 +23,14 @@ def test_generated_targets_and_cost_table_match_the_registry():
 
 
 @pytest.mark.parametrize("fig", FIGS, ids=lambda f: f.id)
-def test_every_figure_has_its_paper_caption_and_costs(fig):
+def test_every_figure_declares_its_paper_caption_and_costs(fig):
+    assert fig.paper_caption, f"{fig.id}: give Figure(..., paper_caption=PaperCaption(label, text))"
     label, caption = fig.paper_caption
     assert label.split()[0] in ("Figure", "Table") and len(caption) > 20
+    assert fig.costs, f"{fig.id}: give Figure(..., costs=Costs(quick=..., paper=..., data=..., basis=...))"
     for scale in ("quick", "paper"):
         assert fig.cost(scale) != "not estimated", (fig.id, scale)
-    entry = figures.costs()[fig.id]
-    assert isinstance(entry["runs"], int) and entry["runs"] > 0 and entry["data"] and entry["basis"]
-
-
-def test_no_stale_entries_in_the_caption_and_cost_files():
-    ids = {f.id for f in FIGS}
-    assert set(figures.paper_captions()) == ids
-    assert set(figures.costs()) == ids
+    assert fig.costs.data and fig.costs.basis and fig.run_count("paper") > 0
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

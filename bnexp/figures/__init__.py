@@ -21,38 +21,22 @@ import pandas as pd
 
 from bnexp import results
 from bnexp.errors import ConfigError
-from bnexp.figures.figure import SCALES, Claim, Figure, Frames, RunGrid
+from bnexp.figures.figure import SCALES, Claim, Costs, Figure, Frames, PaperCaption, RunGrid
 
-__all__ = ["PAPERS", "REGISTRY", "SCALES", "Claim", "Figure", "Frames", "MissingRuns", "RunGrid", "all_figures",
-           "costs", "finished_runs", "frames_for", "get", "not_yet", "paper_captions", "register", "select"]
+__all__ = ["PAPERS", "REGISTRY", "SCALES", "Claim", "Costs", "Figure", "Frames", "MissingRuns", "PaperCaption",
+           "RunGrid", "all_figures", "finished_runs", "frames_for", "get", "not_yet", "register", "select"]
 
 PAPERS = ("rank", "markov", "ortho", "depth", "lowrank")  # the order of listings: the papers' order in the README
 
 REGISTRY: dict[str, Figure] = {}
 
 
-def _yaml(name: str) -> dict:
-    import yaml  # plain YAML (PyYAML, which Hydra needs): captions hold LaTeX that OmegaConf would interpolate
-
-    return yaml.safe_load(Path(__file__).with_name(name).read_text(encoding="utf-8"))
-
-
-@lru_cache(maxsize=1)
-def paper_captions() -> dict[str, dict[str, str]]:
-    """Every figure's caption in its paper, quoted: ``{id: {"label": ..., "caption": ...}}``."""
-    return _yaml("paper_captions.yaml")
-
-
-@lru_cache(maxsize=1)
-def costs() -> dict[str, dict[str, str]]:
-    """Every figure's expected cost per scale, measured or estimated: ``{id: {"quick": ..., "paper": ...}}``."""
-    return _yaml("costs.yaml")
-
-
 @lru_cache(maxsize=1)
 def not_yet() -> dict[str, str]:
     """The papers' figures bnexp does not reproduce yet, with what each needs: ``{id: what}``."""
-    return _yaml("not_yet.yaml")
+    import yaml  # plain YAML (PyYAML, which Hydra needs)
+
+    return yaml.safe_load(Path(__file__).with_name("not_yet.yaml").read_text(encoding="utf-8"))
 
 
 def register(*figures: Figure) -> None:

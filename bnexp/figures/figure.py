@@ -1,6 +1,7 @@
 """What a figure is, as data: :class:`RunGrid` (the runs of one experiment: overrides and a grid), :class:`Claim`
-(a number from our runs against the paper's statement under an explicit tolerance) and :class:`Figure` (the runs
-per scale, the plot, the claims, the caption). Registered figures: :mod:`bnexp.figures`."""
+(a number from our runs against the paper's statement under an explicit tolerance), :class:`PaperCaption` (the
+paper's own caption, quoted), :class:`Costs` (what reproducing it costs per scale) and :class:`Figure` (the runs per
+scale, the plot, the claims, the captions, the costs). Registered figures: :mod:`bnexp.figures`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from omegaconf import OmegaConf
@@ -115,6 +116,34 @@ class Claim:
                 "expected": self.expected, "passed": self.passed}
 
 
+class PaperCaption(NamedTuple):
+    """A figure's caption in its paper, quoted (the report shows it next to our plot): the text as published,
+    line wraps joined; math garbled by the PDF's text restored only where unambiguous. Unpacks as (label, text)."""
+
+    label: str  # the paper's own numbering: "Figure 3", "Table 1"
+    text: str
+
+
+@dataclass(frozen=True)
+class Costs:
+    """The expected cost of ``bnexp reproduce <id> --scale <scale>`` from scratch (``make help``, docs/cluster.md).
+
+    ``quick`` is measured on a 2-core CPU (Hydra start-up and plotting included; a figure sharing another's runs
+    costs nothing once that one is done); ``paper`` is measured on a 2-core CPU where it says so, else estimated
+    from the grid (the training figures want one GPU per run); ``data`` is what the runs read; ``basis`` says how
+    the paper-scale number was measured or estimated. The number of runs is not written here: it is counted from
+    the paper-scale grids (:meth:`Figure.run_count`).
+    """
+
+    quick: str
+    paper: str
+    data: str
+    basis: str
+
+    def at(self, scale: str) -> str:
+        return {"quick": self.quick, "paper": self.paper}.get(scale, "not estimated")
+
+
 Frames = Mapping[str, pd.DataFrame]
 
 
@@ -131,6 +160,8 @@ class Figure:
     kind: str = "init"
     alias_of: str | None = None  # the figure of the other paper version showing the same experiment
     table: Callable[[Frames, str], pd.DataFrame] | None = None  # tables also get .csv and .md files
+    paper_caption: PaperCaption | None = None  # the paper's own caption (tests require one)
+    costs: Costs | None = None  # expected cost per scale (tests require them)
 
     @property
     def paper(self) -> str:
@@ -180,18 +211,13 @@ class Figure:
         return [grid.command() for grid in self.grids(scale).values()]
 
     def cost(self, scale: str) -> str:
-        """The expected cost of ``bnexp reproduce <id> --scale <scale>`` from scratch (``costs.yaml``)."""
-        from bnexp.figures import costs
+        """The expected cost of ``bnexp reproduce <id> --scale <scale>`` from scratch (:class:`Costs`)."""
+        return self.costs.at(scale) if self.costs else "not estimated"
 
-        return costs().get(self.id, {}).get(scale, "not estimated")
-
-    @property
-    def paper_caption(self) -> tuple[str, str]:
-        """(the paper's label, e.g. "Figure 3", and its caption, quoted) from ``paper_captions.yaml``."""
-        from bnexp.figures import paper_captions
-
-        entry = paper_captions().get(self.id)
-        return (entry["label"], entry["caption"]) if entry else ("", "")
+    def run_count(self, scale: str = "paper") -> int:
+        """How many runs the figure reads at ``scale`` (a SLURM array's size), counted from its grids without
+        composing them."""
+        return sum(len(grid.override_sets()) for grid in self.grids(scale).values())
 
     def output_stem(self, root: Path | None = None) -> Path:
         root = results.outputs_root() if root is None else Path(root)

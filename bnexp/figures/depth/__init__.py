@@ -1,10 +1,10 @@
 """Figures of "Towards Training Without Depth Limits: Batch Normalization Without Gradient Explosion" (Meterez,
 Joudaki, Orabona, Immer, Rätsch, Daneshmand; ICLR 2024).
 
-Families: :mod:`.isometry` (fig1, the isometry gap decays with depth), :mod:`.gradients` (fig2, fig3, fig5, figH6:
-ln‖∇_{W_1} L‖ against depth), :mod:`.activations` (figH5, nonlinearities without gain), :mod:`.residual` (figJ1,
-residual networks with Gaussian weights), :mod:`.rates` (figF1, figF2, the explosion rate against the gain),
-:mod:`.inputs` (tableE1, the numerical rank of input batches).
+Families: :mod:`.isometry` (fig1, the isometry gap decays with depth), :mod:`.gradients` (fig2, fig3, figH6:
+ln‖∇_{W_1} L‖ against depth), :mod:`.shaping` (fig5, activation shaping), :mod:`.activations` (figH5,
+nonlinearities without gain), :mod:`.residual` (figJ1, residual networks with Gaussian weights), :mod:`.rates`
+(figF1, figF2, the explosion rate against the gain), :mod:`.inputs` (tableE1, the numerical rank of input batches).
 
 The init-time figures are sweeps of ``bnexp train`` with ``optim.epochs = 0`` on the experiments that include
 ``configs/exp/depth_init_base.yaml``: the paper's setup, d = n = 100 on one CIFAR-10 training batch

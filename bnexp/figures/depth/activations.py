@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnexp.figures import Claim, Figure, register, stats, style
+from bnexp.figures import Claim, Costs, Figure, PaperCaption, register, stats, style
 from bnexp.figures.depth import SLOPES_NO_GAIN, depth_runs
 from bnexp.figures.stats import log_at_layer, pick, profile, profile_slope
 
@@ -70,5 +70,17 @@ CAPTION = (
     "φ → 3e-4 at L = 1000 is impossible with centred BN (the centred batch is singular), so the BN is the "
     "paper code's uncentred √n·h/‖h‖. φ over weight draws is heavy-tailed at depth (one slow draw dominates "
     "the mean), so the decay claims use its geometric mean.")
+PAPER_CAPTION = PaperCaption("Figure H5", (
+    "Left: average log-norm of gradients (log-scale y-axis) at the first layer for networks with different depths, "
+    "evaluated on CIFAR10. Right: Isometry gap (log-scale y-axis) at the last layer for networks with different "
+    "depths, evaluated on CIFAR10. The MLP is initialized with orthogonal weights and batch normalization, with "
+    "standard modules, with sin, tanh, identity non-linearities. After stabilizing the isometry gap, the "
+    "non-linearities have an exponential gradient explosion."))
+COSTS = Costs(
+    quick="≈ 10 s, 2-core CPU", paper="≈ 1 min, 2-core CPU (scaled from depth/fig3)", data="CIFAR-10 (100 images)",
+    basis="3 activations × 8 depths (5–1000), 10 seeds, bn_theory without bias (the depth/fig3 model), i.e. 1.5× the "
+          "work of depth/fig3: scaled from the measured depth/fig3 sweep (docs/performance.md: 16 runs, d = n = 100, "
+          "10 seeds, depths 5–1000, 37 s with a stand-in batch of the CIFAR shape; ≈ 18.5 s per 8-depth sweep).")
+
 register(Figure("depth/figH5", "Nonlinearities without gain: explosion and no orthogonalization", CAPTION, RUNS,
-                plot, claims))
+                plot, claims, paper_caption=PAPER_CAPTION, costs=COSTS))

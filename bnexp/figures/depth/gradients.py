@@ -1,5 +1,6 @@
 """The depth paper's gradient norm against depth at initialisation: depth/fig2 (degenerate inputs), fig3
-(orthogonal vs Gaussian weights), fig5 (activation shaping), figH6 (mean reduction and the 1/n factor).
+(orthogonal vs Gaussian weights), figH6 (mean reduction and the 1/n factor); fig5 (activation shaping) is in
+:mod:`bnexp.figures.depth.shaping`, with the helpers here.
 
 Every figure is a sweep of ``bnexp train`` with ``optim.epochs = 0`` (one forward of one fixed input batch in
 train mode, one backward of the mean cross-entropy; ten seeds re-draw the weights only, the paper reuses one
@@ -13,14 +14,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from bnexp.figures import Claim, Figure, register, stats, style
-from bnexp.figures.depth import SLOPES_NO_GAIN, depth_runs
+from bnexp.figures import Claim, Costs, Figure, PaperCaption, register, stats, style
+from bnexp.figures.depth import depth_runs
 from bnexp.figures.stats import log_at_layer, profile, profile_slope
 
 ACTS = ("linear", "sin", "tanh")
-GAIN = 0.4  # the shaped gain's exponent: α_ℓ = (ℓ+1)^(−0.4)
 
 
 def log_grad(df, layer: int = 1, **eq):
@@ -86,8 +84,20 @@ FIG2_CAPTION = (
     "over 10 weight draws. Decisions: the paper says only \"repeated samples\"; paper scale uses 10 distinct "
     "CIFAR-10 images × 10 copies (the explosion rate depends strongly on the number of distinct samples), "
     "quick 8 distinct Gaussian samples × 4 with d = n = 32.")
+FIG2_PAPER_CAPTION = PaperCaption("Figure 2", (
+    "Logarithmic plot for the gradient norm of the first layer for networks with different number of layers "
+    "evaluated on degenerate (orange) and non-degenerate (blue) inputs. The degenerate inputs contain repeated "
+    "samples from CIFAR10 in the batch, measured at initialization for MLPs of various depths. While gradients "
+    "explode for degenerate inputs, there is no explosion for non-degenerate inputs. Traces are averaged over 10 "
+    "independent runs."))
+FIG2_COSTS = Costs(
+    quick="≈ 5 s, 2-core CPU", paper="≈ 40 s, 2-core CPU (scaled from depth/fig3)", data="CIFAR-10 (100 images)",
+    basis="Same shapes as depth/fig3 (2 × 8 depths 5–1000, 10 seeds, d = n = 100, no bias), scaled from the measured "
+          "depth/fig3 sweep (docs/performance.md: 16 runs, d = n = 100, 10 seeds, depths 5–1000, 37 s with a "
+          "stand-in batch of the CIFAR shape; ≈ 18.5 s per 8-depth sweep); excludes the CIFAR-10 download.")
+
 register(Figure("depth/fig2", "Gradients explode only for degenerate input batches", FIG2_CAPTION, FIG2_RUNS,
-                plot_fig2, claims_fig2))
+                plot_fig2, claims_fig2, paper_caption=FIG2_PAPER_CAPTION, costs=FIG2_COSTS))
 
 # ----------------------------------------------------------------------------------------------- depth/fig3
 
@@ -125,56 +135,20 @@ FIG3_CAPTION = (
     "identity, BN √n·h/‖h‖ (uncentred, unit second moment: the paper code's norm_type='bn'), no bias, d = n; "
     "mean and 95% CI over 10 weight draws. The paper's curve is ≈ 0.4 higher with CIFAR-10 than ours with "
     "Gaussian inputs at quick scale; the shapes are the claim.")
+FIG3_PAPER_CAPTION = PaperCaption("Figure 3", (
+    "Logarithmic plot for the gradient norm of the first layer for networks with different number of layers "
+    "evaluated on CIFAR10. For Gaussian weights (orange) the gradient-norm grows at an exponential rate, as "
+    "predicted by Yang et al. (2019, Theorem 3.9), while for orthogonal weights (blue) gradients remain bounded by "
+    "a constant, validating Theorem 5. Traces are averaged over 10 runs and shaded regions denote the 95% "
+    "confidence intervals."))
+FIG3_COSTS = Costs(
+    quick="≈ 5 s, 2-core CPU", paper="≈ 40 s, 2-core CPU (measured)", data="CIFAR-10 (100 images)",
+    basis="Measured in docs/performance.md: the paper-size sweep (16 runs, 10 seeds, depths 5–1000) took 37 s on the "
+          "2-core VM with a Gaussian stand-in for the 100 CIFAR-10 images (timing depends on shapes only); excludes "
+          "the CIFAR-10 download.")
+
 register(Figure("depth/fig3", "Orthogonal vs Gaussian weights: bounded vs exploding gradients", FIG3_CAPTION,
-                FIG3_RUNS, plot_fig3, claims_fig3))
-
-# ----------------------------------------------------------------------------------------------- depth/fig5
-
-FIG5_RUNS = depth_runs("depth_gain")
-
-
-def plot_fig5(frames, scale):
-    fig, axes = style.new_figure(ncols=2, width=3.4)
-    for ax, exponent, title in zip(axes, (0.0, GAIN), ("Without gain", "With gain")):
-        for act in ACTS:
-            depth_curve(ax, log_grad(frames["runs"], act__name=act, model__gain_exponent=exponent), kind="act",
-                        name=act)
-        depth_axes(ax)
-        ax.set_title(f"{title} ({scale})")
-        ax.legend(title="Activation")
-    return fig
-
-
-def claims_fig5(frames, scale):
-    profiles = {(act, e): profile(log_grad(frames["runs"], act__name=act, model__gain_exponent=e), "model.depth")
-                for act in ACTS for e in (0.0, GAIN)}
-    claims = [Claim.within(f"without gain, {act}: slope per layer", profile_slope(profiles[(act, 0.0)]), lo, hi,
-                           paper) for act, (lo, hi, paper) in SLOPES_NO_GAIN.items()]
-    claims.append(Claim.below("without gain, identity: |slope| per layer",
-                              abs(profile_slope(profiles[("linear", 0.0)])), 0.005, "flat ≈ 0.4"))
-    for act in ACTS:
-        prof, label = profiles[(act, GAIN)], style.of("act", act)["label"]
-        claims.append(Claim.below(f"with gain, {label}: |slope| per layer", abs(profile_slope(prof)), 0.01,
-                                  "bounded (slightly decreasing)"))
-        claims.append(Claim.at_most(f"with gain, {label}: value(L={int(prof.index.max())}) − "
-                                    f"value(L={int(prof.index.min())})", float(prof.iloc[-1] - prof.iloc[0]), 0.5,
-                                    "no explosion"))
-    # identity: BN cancels every gain but the last, so ln‖∇‖ drops by γ ln L (exact up to the CE's logit scale)
-    without, with_ = profiles[("linear", 0.0)], profiles[("linear", GAIN)]
-    gap = (with_ - (without - GAIN * np.log(without.index.to_numpy(float)))).abs().max()
-    claims.append(Claim.at_most("identity: max |with − (without − 0.4 ln L)| over depths", float(gap), 0.2,
-                                "≈ 0.4 − 0.4 ln 1000 = −2.36 at L = 1000 (plot −2.35)"))
-    return claims
-
-
-FIG5_CAPTION = (
-    "ln‖∇_{W_1} L‖_F vs depth without and with the shaped activation σ(α_ℓ x), α_ℓ = (ℓ+1)^(−0.4), for identity, "
-    "sin and tanh; Haar-orthogonal weights, torch BatchNorm in train mode (centred, eps 1e-5, affine at init), "
-    "Linear biases with PyTorch's default init, d = n; mean and 95% CI over 10 weight draws. Float64: the "
-    "paper's float32 dropped sin at L ≥ 500 and tanh at L = 1000 (overflow); ours shows them. The "
-    "identity-with-gain check uses that BN cancels every gain but the last.")
-register(Figure("depth/fig5", "Activation shaping removes gradient explosion", FIG5_CAPTION, FIG5_RUNS,
-                plot_fig5, claims_fig5))
+                FIG3_RUNS, plot_fig3, claims_fig3, paper_caption=FIG3_PAPER_CAPTION, costs=FIG3_COSTS))
 
 # ----------------------------------------------------------------------------------------------- depth/figH6
 
@@ -210,5 +184,16 @@ FIGH6_CAPTION = (
     "for centred BN √n(h − h̄)/‖h − h̄‖ (\"with\" mean reduction, no eps) and the theory's h/‖h‖ (\"without\": "
     "no centring, no √n); identity, Haar-orthogonal weights, no bias, d = n; mean and 95% CI over 10 weight "
     "draws. The two differ by ≈ ln √n in level and both stay bounded.")
+FIGH6_PAPER_CAPTION = PaperCaption("Figure H6", (
+    "Comparing the gradient explosion rate in networks with standard batch normalization (blue) and networks with "
+    "the simplified batch normalization operator from our theoretical framework (orange). Notice that the 2 traces "
+    "are similar in terms of gradient explosion. Traces are averaged over 10 runs with the shaded regions showing "
+    "the 95% confidence interval. Samples are from CIFAR10."))
+FIGH6_COSTS = Costs(
+    quick="≈ 5 s, 2-core CPU", paper="≈ 40 s, 2-core CPU (scaled from depth/fig3)", data="CIFAR-10 (100 images)",
+    basis="2 norms × 8 depths (5–1000), 10 seeds, no bias, the same work as depth/fig3: scaled from the measured "
+          "depth/fig3 sweep (docs/performance.md: 16 runs, d = n = 100, 10 seeds, depths 5–1000, 37 s with a "
+          "stand-in batch of the CIFAR shape; ≈ 18.5 s per 8-depth sweep).")
+
 register(Figure("depth/figH6", "Mean reduction and the 1/n factor do not change boundedness", FIGH6_CAPTION,
-                FIGH6_RUNS, plot_figH6, claims_figH6))
+                FIGH6_RUNS, plot_figH6, claims_figH6, paper_caption=FIGH6_PAPER_CAPTION, costs=FIGH6_COSTS))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures import Claim, Costs, Figure, PaperCaption, RunGrid, register, stats, style
 from bnexp.figures.stats import pick
 
 RUNS = {
@@ -88,4 +88,14 @@ CAPTION = (
     "k = 0.015 d²(1 + dφ₀) (C = 0.015 is the paper code's constant). Claims: the fitted decay rate against "
     "2/(d+2) (our first-order prediction near isometry), the lines above the data, and φ non-increasing in "
     "every run. The figure is cheap, so every scale runs the paper's size.")
-register(Figure("depth/fig1", "Isometry gap decays exponentially with depth", CAPTION, RUNS, plot, claims))
+PAPER_CAPTION = PaperCaption("Figure 1", (
+    "Isometry gap (y-axis, log-scale) in depth for an MLP with orthogonal weights, over randomly generated data. As "
+    "predicted by Theorem 1, isometry gap of representations vanishes at an exponential rate. The solid traces are "
+    "averaged over 10 independent runs, and the dashed traces show the theoretical prediction from Theorem 1."))
+COSTS = Costs(
+    quick="≈ 5 s, 2-core CPU", paper="≈ 10 s, 2-core CPU (measured)", data="none",
+    basis="Measured here: `bnexp sweep +exp=depth_isometry` (2 runs, widths 50/100, depth 100, 10 seeds, synthetic "
+          "near-identity input) took 4 s wall including Hydra start-up; plotting adds a few seconds.")
+
+register(Figure("depth/fig1", "Isometry gap decays exponentially with depth", CAPTION, RUNS, plot, claims,
+                paper_caption=PAPER_CAPTION, costs=COSTS))

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures import Claim, Costs, Figure, PaperCaption, RunGrid, register, stats, style
 from bnexp.figures.depth import QUICK, QUICK_DEPTHS, SMOKE, SMOKE_DEPTHS
 from bnexp.figures.stats import log_at_layer, pick, profile, profile_slope
 
@@ -102,8 +102,20 @@ FIGF1_CAPTION = (
     "rates are noise), drawn in both panels. Decisions: the printed eq. 165 has the opposite sign and looks "
     "back from ℓ, the form used reproduces the plots; the ICLR text's \"c₁α²\" is read as c₁α^{c₂} (free c₂, "
     "as the v1 legend); quick scale uses L = 100, α ≥ 0.5, 3 seeds.")
+FIGF1_PAPER_CAPTION = PaperCaption("Figure F1", (
+    "Explosion rate of the log norm of the gradients at initialization for an MLP model with orthogonal weights and "
+    "batch normalization, for sin and tanh nonlinearities measured for a 1000 layer deep model at layers $\\ell$ as "
+    "a function of gain $\\alpha$. The black trace shows the fitted function $c_1 \\alpha^2$. Traces are averaged "
+    "over 10 independent runs, with the shades showing the 95% confidence interval."))
+FIGF1_COSTS = Costs(
+    quick="≈ 10 s, 2-core CPU", paper="≈ 6 min, 2-core CPU (scaled from depth/fig5)", data="CIFAR-10 (100 images)",
+    basis="20 depth-1000 runs (2 activations × 10 gains, 10 seeds, biases) plus 8 runs shared with depth/fig5, from "
+          "the measured depth/fig5 sweep (docs/performance.md: 48 runs with biases and torch BN, 2 min 45 s, ≈ 14.6 "
+          "ms per layer of depth for 10 seeds); one depth-1000 run probed here at 30 s on a machine shared with "
+          "another job, so allow up to ≈ 11 min there.")
+
 register(Figure("depth/figF1", "Explosion rate vs constant gain: a power law", FIGF1_CAPTION, FIGF1_RUNS,
-                plot_figF1, claims_figF1))
+                plot_figF1, claims_figF1, paper_caption=FIGF1_PAPER_CAPTION, costs=FIGF1_COSTS))
 
 # ----------------------------------------------------------------------------------------------- depth/figF2
 
@@ -159,5 +171,17 @@ FIGF2_CAPTION = (
     "mean and 95% CI over seeds. Decision: \"ℓ = 10\" is read as the window [10, 20], which reproduces the plot "
     "(the window [0, 10] includes the input projection and gives ≈ 0.22). Quick scale: L = 100, five "
     "exponents, 3 seeds.")
+FIGF2_PAPER_CAPTION = PaperCaption("Figure F2", (
+    "Explosion rate of the log norm of the gradients at initialization for an MLP model with orthogonal weights and "
+    "batch normalization, for sin and tanh nonlinearities at depths 100, 200, 500, 1000 as a function of the gain "
+    "exponent. Traces are averaged over 10 independent runs, where the shade shows the 95% confidence interval. "
+    "Rate is measured at $\\ell = 10$ to avoid the any transient effects of the function"))
+FIGF2_COSTS = Costs(
+    quick="≈ 5 s, 2-core CPU", paper="≈ 10 min, 2-core CPU (scaled from depth/fig5)", data="CIFAR-10 (100 images)",
+    basis="80 runs = 2 activations × 10 gain exponents × depths {100, 200, 500, 1000} (36 000 layers × 10 seeds in "
+          "all), from the measured depth/fig5 sweep (docs/performance.md: 48 runs with biases and torch BN, 2 min 45 "
+          "s, ≈ 14.6 ms per layer of depth for 10 seeds); about twice that on a busy machine (a depth-1000 run "
+          "probed here at 30 s under load).")
+
 register(Figure("depth/figF2", "Explosion rate vs gain exponent", FIGF2_CAPTION, FIGF2_RUNS, plot_figF2,
-                claims_figF2))
+                claims_figF2, paper_caption=FIGF2_PAPER_CAPTION, costs=FIGF2_COSTS))

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures import Claim, Costs, Figure, PaperCaption, RunGrid, register, stats, style
 from bnexp.figures.stats import layer_average, pick, seed_mean
 
 FIG2A = {"chain.depth": 50, "chain.sampler": "full_w"}
@@ -128,8 +128,17 @@ FIG2_CAPTION = (
     "the number of runs (a shift of −log 20 on the y axis, slope unchanged) is not replicated. (b) uses the "
     "Gram sampler, W H drawn as Rᵀ Z with Hᵀ = QR and Z Gaussian: exactly the law of the chain, and checked "
     "against drawing W in the tests. Quick scale: 5 runs in (b); smoke: d ≤ 128, 200 layers, 3 runs.")
+FIG2_PAPER_CAPTION = PaperCaption("Figure 2", (
+    "Orthogonality gap vs. depth and width. Left: $\\log(V(H_\\ell))$ vertically versus $\\ell$ horizontally. "
+    "Right: $\\log(\\frac{1}{500} \\sum_{\\ell=1}^{500} V(H_\\ell))$ vertically versus $d$ horizontally. The slope "
+    "of the right plot is $-0.46$. Mean and 95% confidence interval of 20 independent runs."))
+FIG2_COSTS = Costs(
+    quick="≈ 5 s, 2-core CPU", paper="≈ 10 s, 2-core CPU (measured)", data="none",
+    basis="Measured in docs/performance.md: `bnexp reproduce ortho/fig2 --scale paper` (fig2a full W, d ∈ {32, 512}; "
+          "fig2b Gram sampler, 6 widths × 20 seeds × 500 layers) took 9.6 s end to end.")
+
 register(Figure("ortho/fig2", "Orthogonality gap vs depth (a) and width (b)", FIG2_CAPTION, FIG2_RUNS, plot_fig2,
-                claims_fig2))
+                claims_fig2, paper_caption=FIG2_PAPER_CAPTION, costs=FIG2_COSTS))
 
 # ----------------------------------------------------------------------------------------------- ortho/table1
 
@@ -225,5 +234,16 @@ TABLE1_CAPTION = (
     "orthogonality √(1/n + δ) − 1/√n ≈ √n·δ/2 gives W2² ≈ nV²/4, so the ratio falls to 1/4 as d grows and the "
     "bound is loose by a factor 4. The plot shows both means with 95% bootstrap CIs over runs. Decision: the "
     "runs are those of ortho/fig2b (500 layers, 20 runs at paper scale).")
+TABLE1_PAPER_CAPTION = PaperCaption("Table 1", (
+    "Distribution of representations in random vanilla and BN networks. For the convolutional network, the width "
+    "refers to the number of channels. Results for Vanilla MLPs and Vanilla convolution networks are established by "
+    "Matthews et al. (2018), and Garriga-Alonso et al. (2019), respectively. Remarkably, Corollary 3 holds for MLP "
+    "with linear activations."))
+TABLE1_COSTS = Costs(
+    quick="≈ 5 s, 2-core CPU", paper="≈ 8 s, 2-core CPU (measured)", data="none",
+    basis="Measured in docs/performance.md: 7.5 s; it reads the 6 fig2b runs of ortho/fig2 (same runs, seconds to "
+          "compute if missing).")
+
 register(Figure("ortho/table1", "Gaussian approximation: the paper's Table 1 and a measured W2 row",
-                TABLE1_CAPTION, TABLE1_RUNS, plot_table1, claims_table1, table=table1))
+                TABLE1_CAPTION, TABLE1_RUNS, plot_table1, claims_table1, table=table1,
+                paper_caption=TABLE1_PAPER_CAPTION, costs=TABLE1_COSTS))

@@ -1,8 +1,8 @@
 """Figures of "Batch Normalization Provably Avoids Rank Collapse for Randomly Initialised Deep Networks"
 (Daneshmand, Kohler, Bach, Hofmann, Lucchi; NeurIPS 2020), one module per family:
 
-* :mod:`.chains` — fig2 (rank vs depth), fig3 (rank_1/2 vs width; the spectrum of a nearly collinear input):
-  random-matrix chains of :mod:`bnexp.chains`.
+* :mod:`.chains` — fig2: rank vs depth of random-matrix chains (:mod:`bnexp.chains`).
+* :mod:`.spectrum` — fig3: the BN residual chain's rank_1/2 vs width, and the spectrum of a nearly collinear input.
 * :mod:`.regularity` — fig8, fig9: the regularity constant α and E‖M‖_F² of the invariant distribution.
 * :mod:`.depth` — fig1: rank at initialisation and trainability vs depth (Fashion-MNIST MLPs).
 * :mod:`.pretrain` — fig4, fig11, fig12: rank pre-training of vanilla MLPs against BN.

@@ -10,7 +10,7 @@ random data; BN's gradients are not aligned.
 from __future__ import annotations
 
 from bnexp.data.vision import STATS
-from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures import Claim, Costs, Figure, PaperCaption, RunGrid, register, stats, style
 from bnexp.figures.rank import COLOUR_PROTO
 from bnexp.figures.stats import at_step, mean_over_seeds, pick, step_label
 
@@ -89,5 +89,18 @@ FIG10_CAPTION = (
     "torch_default init, on synthetic 3×16×16 prototype images, 10 epochs of 20 steps of 32, 3 seeds.")
 
 
+FIG10_PAPER_CAPTION = PaperCaption("Figure 10", (
+    "Directional gradient vanishing CIFAR-10 on a VGG19 network with BN, SGD, SGD with 100x learning rate and SGD "
+    "on random data. Average and 95% confidence interval of 5 independent runs."))
+FIG10_COSTS = Costs(
+    quick="≈ 20 s, 2-core CPU", paper="≈ 2–4.5 GPU-h, A100-class (est.), 4 runs",
+    data="CIFAR-10 (+ generated uniform images)",
+    basis="Estimated: 4 runs (BN, no BN, no BN at 100× lr, no BN on random images) × 5 seeds = 20 VGG19 (cfg E, 0.4 "
+          "GMAC/image) trainings of 30 030 SGD steps at batch 128, estimated at ~11–26 ms/step (5–12k img/s under "
+          "bf16 autocast on an A100/H100-class GPU) plus ~5% for 77 log points, one job (5 seeds) ≈ 30–65 min; the "
+          "spec's 8–15 GPU-h for rank/fig5 assumes fp32, DataLoader-era throughput (1–2k img/s): treat it as the "
+          "upper bound, no CUDA timing exists yet (docs/performance.md) (plus ~5% for the 32 per-sample backward "
+          "passes of the alignment probe).")
+
 register(Figure("rank/fig10", "Directional gradient vanishing", FIG10_CAPTION, FIG10_RUNS, plot_fig10, claims_fig10,
-                kind="train"))
+                kind="train", paper_caption=FIG10_PAPER_CAPTION, costs=FIG10_COSTS))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures import Claim, Costs, Figure, PaperCaption, RunGrid, register, stats, style
 from bnexp.figures.rank import COLOUR_PROTO
 from bnexp.figures.stats import at_step, last_layer, mean_over_seeds, pick, step_label
 
@@ -136,10 +136,47 @@ FIG7_CAPTION = ("Centring for BN, VGG19 on CIFAR-10: training accuracy and r(H_L
                 + BREAKING_RECIPE.format(mini="VGG-mini"))
 
 
+FIG5_PAPER_CAPTION = PaperCaption("Figure 5", (
+    "Breaking Batchnorm: CIFAR-10 on VGG19 with standard PyTorch initialization as well as a uniform initialization "
+    "of same variance. (Left) training accuracy, (Right) Rank of last hidden layer computed using "
+    "torch.matrix_rank(). Plot also shows results for standard initialization and BN without mean deduction. Avg. "
+    "and 95% CI of 5 independent runs. (See Fig. 13 in Appendix for similar results on ResNet-50)."))
+FIG5_COSTS = Costs(
+    quick="≈ 45 s, 2-core CPU", paper="≈ 1.5–3 GPU-h, A100-class (est.; spec 8–15), 3 runs", data="CIFAR-10",
+    basis="Estimated: 3 runs × 5 seeds = 15 VGG19 (cfg E, 0.4 GMAC/image) trainings of 30 030 SGD steps at batch "
+          "128, estimated at ~11–26 ms/step (5–12k img/s under bf16 autocast on an A100/H100-class GPU) plus ~5% for "
+          "77 log points, one job (5 seeds) ≈ 30–65 min; the spec's 8–15 GPU-h for rank/fig5 assumes fp32, "
+          "DataLoader-era throughput (1–2k img/s): treat it as the upper bound, no CUDA timing exists yet "
+          "(docs/performance.md).")
+FIG7_PAPER_CAPTION = PaperCaption("Figure 7", (
+    "Centering for BN. The experiment is conducted on a VGG network. The blue line indicates the original BN "
+    "network and the orange line is BN without mean adaption. The vertical axis in the left plot is training "
+    "accuracy. In the right plot it is r(H_L), where H_L is the data representation in the last hidden layer L. The "
+    "horizontal axis indicates the number of iterations."))
+FIG7_COSTS = Costs(
+    quick="≈ 30 s, 2-core CPU", paper="≈ 1–2 GPU-h, A100-class (est.), 2 runs ⊂ fig5", data="CIFAR-10",
+    basis="Its 2 runs (BN and uncentred BN, standard init) are 2 of rank/fig5's 3 (free once fig5 is done); "
+          "estimated: 2 runs × 5 seeds = 10 VGG19 (cfg E, 0.4 GMAC/image) trainings of 30 030 SGD steps at batch "
+          "128, estimated at ~11–26 ms/step (5–12k img/s under bf16 autocast on an A100/H100-class GPU) plus ~5% for "
+          "77 log points, one job (5 seeds) ≈ 30–65 min; the spec's 8–15 GPU-h for rank/fig5 assumes fp32, "
+          "DataLoader-era throughput (1–2k img/s): treat it as the upper bound, no CUDA timing exists yet "
+          "(docs/performance.md).")
+FIG13_PAPER_CAPTION = PaperCaption("Figure 13", (
+    "Breaking Batchnorm: CIFAR-10 on a ResNet-50 with standard PyTorch initialization as well as a uniform "
+    "initialization of same variance in R^+. Average and 95% confidence interval of 5 independent runs. This plot "
+    "also shows results for a BN network without mean deduction/adaption, validating our claim from Section 2."))
+FIG13_COSTS = Costs(
+    quick="≈ 2.2 min, 2-core CPU", paper="≈ 4–8 GPU-h, A100-class (est.; spec 10+), 3 runs", data="CIFAR-10",
+    basis="Estimated: 3 runs × 5 seeds = 15 ResNet-50 (CIFAR variant, ≈ 1.3 GMAC/image) trainings of 30 030 steps at "
+          "batch 128, estimated at ~32–64 ms/step (2–4k img/s, bf16 autocast, A100/H100-class), one job (5 seeds) ≈ "
+          "1.3–2.7 h; the spec says '10+ GPU-hours' (fp32-era throughput), treat it as the upper bound; no CUDA "
+          "timing exists yet.")
+
 register(
     Figure("rank/fig5", "Breaking BN: VGG19, standard vs asymmetric init, BN w/o centering", FIG5_CAPTION, FIG5_RUNS,
-           plot_breaking("VGG19"), claims_breaking, kind="train"),
-    Figure("rank/fig7", "Centring for BN, VGG19", FIG7_CAPTION, FIG7_RUNS, plot_fig7, claims_fig7, kind="train"),
+           plot_breaking("VGG19"), claims_breaking, kind="train", paper_caption=FIG5_PAPER_CAPTION, costs=FIG5_COSTS),
+    Figure("rank/fig7", "Centring for BN, VGG19", FIG7_CAPTION, FIG7_RUNS, plot_fig7, claims_fig7, kind="train",
+           paper_caption=FIG7_PAPER_CAPTION, costs=FIG7_COSTS),
     Figure("rank/fig13", "Breaking BN: ResNet-50", FIG13_CAPTION, FIG13_RUNS, plot_breaking("ResNet-50"),
-           claims_breaking, kind="train"),
+           claims_breaking, kind="train", paper_caption=FIG13_PAPER_CAPTION, costs=FIG13_COSTS),
 )

@@ -11,7 +11,7 @@ pre-trained net with BN (and with the vanilla net) at the scale where each compa
 
 from __future__ import annotations
 
-from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures import Claim, Costs, Figure, PaperCaption, RunGrid, register, stats, style
 from bnexp.figures.rank import COLOUR_PROTO, GREY_PROTO
 from bnexp.figures.stats import at_step, last_layer, mean_over_seeds, pick, step_label
 
@@ -174,11 +174,38 @@ ACC_LOSS = (("train_loss", "training loss"),)
 ACC_TEST = (("train_acc", "training accuracy"), ("test_loss", "test loss"))
 ALL_CURVES = (("train_loss", "training loss"), ("train_acc", "training accuracy"), ("test_loss", "test loss"))
 
+FIG4_PAPER_CAPTION = PaperCaption("Figure 4", (
+    "Pre-training versus BN: Loss over epochs on CIFAR-10 for MLPs of increasing depth with 128 hidden units and "
+    "ReLU activation. Trained with SGD (batchsize 64) and grid-searched stepsize. See Fig. 11 for the corresponding "
+    "test loss and accuracy as well as Fig. 12 for FashionMNIST results."))
+FIG4_COSTS = Costs(
+    quick="≈ 15 s, 2-core CPU", paper="≈ 5–10 GPU-h, 1×A100-class (est.), 12 runs", data="CIFAR-10",
+    basis="Estimated from the grid (the spec says only 'GPU hours'): 12 runs = {BN, pre-trained, vanilla} × depths "
+          "10–40, i.e. 140 trainings (5 seeds × a 3- or 2-point lr grid) of 100 epochs × 782 steps (10.9 M steps of "
+          "a width-128 float32 MLP at ~1.5–2.7 ms/step, launch-bound) plus 20 end-to-end pre-trainings of 40 000 "
+          "steps; the longest job (BN, depth 40, 15 trainings) ≈ 1–1.5 h; the same 12 runs as rank/fig11.")
+FIG11_PAPER_CAPTION = PaperCaption("Figure 11", (
+    "CIFAR-10: Same setting as Fig.4 but now showing accuracy and test loss"))
+FIG11_COSTS = Costs(
+    quick="≈ 15 s, 2-core CPU", paper="≈ 5–10 GPU-h, 1×A100-class (= rank/fig4), 12 runs", data="CIFAR-10",
+    basis="Exactly rank/fig4's 12 runs (free once fig4 is done); estimated from the grid (the spec says only 'GPU "
+          "hours'): 12 runs = {BN, pre-trained, vanilla} × depths 10–40, i.e. 140 trainings (5 seeds × a 3- or "
+          "2-point lr grid) of 100 epochs × 782 steps (10.9 M steps of a width-128 float32 MLP at ~1.5–2.7 ms/step, "
+          "launch-bound) plus 20 end-to-end pre-trainings of 40 000 steps; the longest job (BN, depth 40, 15 "
+          "trainings) ≈ 1–1.5 h.")
+FIG12_PAPER_CAPTION = PaperCaption("Figure 12", (
+    "Results of Fig.4 for FashionMNIST"))
+FIG12_COSTS = Costs(
+    quick="≈ 25 s, 2-core CPU", paper="≈ 6–11 GPU-h, 1×A100-class (est.), 12 runs", data="Fashion-MNIST",
+    basis="As rank/fig4 on Fashion-MNIST (938 steps an epoch: 13.1 M steps over 140 trainings at ~1.5–2.7 ms/step, "
+          "plus 20 pre-trainings of 40 000 steps); CPU reference measured here: 5.8 ms/step (BN, depth 25) and ≈ 2 "
+          "min per pre-training on 2 cores, so ≈ 1 CPU-day.")
+
 register(
     Figure("rank/fig4", "Rank pre-training vs BN: training loss, CIFAR-10 MLPs", FIG4_CAPTION, FIG4_RUNS,
-           plot_pretrain(ACC_LOSS), claims_fig4, kind="train"),
+           plot_pretrain(ACC_LOSS), claims_fig4, kind="train", paper_caption=FIG4_PAPER_CAPTION, costs=FIG4_COSTS),
     Figure("rank/fig11", "Pre-training vs BN: training accuracy and test loss", FIG11_CAPTION, FIG4_RUNS,
-           plot_pretrain(ACC_TEST), claims_fig11, kind="train"),
+           plot_pretrain(ACC_TEST), claims_fig11, kind="train", paper_caption=FIG11_PAPER_CAPTION, costs=FIG11_COSTS),
     Figure("rank/fig12", "Pre-training vs BN on Fashion-MNIST", FIG12_CAPTION, FIG12_RUNS, plot_pretrain(ALL_CURVES),
-           claims_fig12, kind="train"),
+           claims_fig12, kind="train", paper_caption=FIG12_PAPER_CAPTION, costs=FIG12_COSTS),
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnexp.figures import Claim, Figure, RunGrid, register, stats, style
+from bnexp.figures import Claim, Costs, Figure, PaperCaption, RunGrid, register, stats, style
 from bnexp.figures.stats import layer_average, monotone_increments, ratio_of_averages
 
 REG_RUNS = {
@@ -87,9 +87,26 @@ FIG8_CAPTION = "α = E Tr(diag(M²)²) / E Tr(M³) estimated as a ratio of ergod
 FIG9_CAPTION = "Ergodic average of ‖M(H_ℓ)‖_F² vs d, log2-log2, with log2 d^1.5. " + REG_CAPTION
 plot_fig8, check_fig8 = style.single_panel(panel_fig8, claims_fig8, "chains", "regularity constant vs width")
 plot_fig9, check_fig9 = style.single_panel(panel_fig9, claims_fig9, "chains", "E‖M‖_F² vs width")
+FIG8_PAPER_CAPTION = PaperCaption("Figure 8", (
+    "Regularity constant of the invariant distribution. The vertical axis is the estimated regularity constant α "
+    "and the horizontal axis is d. We use L = 10^5 (in Eq. (49))."))
+FIG8_COSTS = Costs(
+    quick="≈ 15 s, 2-core CPU", paper="≈ 3 min, 2-core CPU (1/10-depth probe ×10)", data="none",
+    basis="Probed here: the 6-width sweep (d = 8…256, 1 chain each) at 10^4 of its 10^5 layers took 20 s with "
+          "runtime.threads=1 (d = 256: 12 s), ×10; with the default threads=auto and another job on the machine the "
+          "float64 d = 256 chain ran ~10× slower (58 s per 10^4 layers), so pass runtime.threads=1 on a shared "
+          "machine.")
+FIG9_PAPER_CAPTION = PaperCaption("Figure 9", (
+    "Dependency of E_{ν_γ}‖M(H)‖_F^2 on d. The horizontal axis is log2(d) and the vertical axis shows log2((1/L) "
+    "∑_{ℓ=1}^{L} ‖M(H_ℓ^(γ))‖_F^2) for L = 10^5. The green dashed-line plots log2(d^1.5)."))
+FIG9_COSTS = Costs(
+    quick="≈ 15 s, 2-core CPU", paper="≈ 3 min, 2-core CPU (= rank/fig8's runs)", data="none",
+    basis="Exactly the same 6 rank_regularity runs as rank/fig8 (free once fig8 is done); probed here at 1/10 of the "
+          "depth: 20 s ×10 with runtime.threads=1.")
+
 register(
     Figure("rank/fig8", "Regularity constant α of the invariant distribution vs width", FIG8_CAPTION, REG_RUNS,
-           plot_fig8, check_fig8),
+           plot_fig8, check_fig8, paper_caption=FIG8_PAPER_CAPTION, costs=FIG8_COSTS),
     Figure("rank/fig9", "E‖M‖_F² vs width with the d^1.5 line (Lemma 13)", FIG9_CAPTION, REG_RUNS, plot_fig9,
-           check_fig9),
+           check_fig9, paper_caption=FIG9_PAPER_CAPTION, costs=FIG9_COSTS),
 )
