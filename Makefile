@@ -11,12 +11,16 @@ SCALE  ?= quick
 #   make paper REPRODUCE_ARGS="--launcher slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1"
 REPRODUCE_ARGS ?=
 BNEXP_REPRODUCE = $(BIN)/bnexp reproduce --scale $(SCALE)
+# The papers (bnexp.figures.PAPERS): `make rank` reproduces every rank figure, `make rank-fig3` one of them.
+PAPERS := rank markov ortho depth lowrank
 
 .DEFAULT_GOAL := help
-.PHONY: help venv quick paper data test lint bench bench-probe bench-train report clean
+.PHONY: help venv quick paper data test lint bench bench-probe bench-train report docs clean $(PAPERS)
 
-help: ## list the targets (figure targets: make <paper>-<fig> [SCALE=paper], with their expected cost)
+help: ## list the targets, then every paper and figure target with its expected cost (from the figure registry)
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+	@echo "make <paper> or <paper>-<fig> [SCALE=quick|paper] [REPRODUCE_ARGS=...]: every figure of a paper, or one:"
+	@$(BIN)/bnexp figures --targets 2>/dev/null || echo "  (make venv first: the figure targets come from bnexp's registry)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,8 +60,18 @@ bench-train: venv ## trainer vs a plain DataLoader loop: images/s, ratio, loggin
 report: venv ## outputs/report/index.html: every plotted figure, the paper's caption, claims, commands, run metadata
 	$(BIN)/bnexp report
 
+docs: venv ## refresh what the figure registry generates: docs/cluster.md's cost table, the README's figure table
+	$(BIN)/python scripts/figure_docs.py
+
 clean: ## remove generated outputs (keeps .venv)
 	rm -rf outputs/runs outputs/figures outputs/hydra outputs/report
 
-# One target per figure and per paper, generated from the figure registry (scripts/make_targets.py).
-include make/figures.mk
+# A paper, or one of its figures by id: make ortho, make ortho-fig2 SCALE=paper. A wrong id stops with bnexp's
+# error naming the valid figures; `make help` lists them all with their costs.
+$(PAPERS): venv
+	$(BNEXP_REPRODUCE) $@ $(REPRODUCE_ARGS)
+rank-%: venv ; $(BNEXP_REPRODUCE) rank/$* $(REPRODUCE_ARGS)
+markov-%: venv ; $(BNEXP_REPRODUCE) markov/$* $(REPRODUCE_ARGS)
+ortho-%: venv ; $(BNEXP_REPRODUCE) ortho/$* $(REPRODUCE_ARGS)
+depth-%: venv ; $(BNEXP_REPRODUCE) depth/$* $(REPRODUCE_ARGS)
+lowrank-%: venv ; $(BNEXP_REPRODUCE) lowrank/$* $(REPRODUCE_ARGS)

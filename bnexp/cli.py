@@ -10,6 +10,7 @@
                                                    every figure is tried, then one summary table
     bnexp plot FIG... [--scale quick]              regenerate FIG from saved CSVs only
     bnexp figures [FIG...] [--scale quick] [--runs]  every figure: its runs done/running/failed/missing, claims
+    bnexp figures --targets                        the make targets of the papers and figures, with their costs
     bnexp data [NAME...] [--scale quick]           get the real datasets the figures need (apt, download)
     bnexp report                                   outputs/report/index.html: every figure, claims, commands
 
@@ -107,8 +108,22 @@ def cmd_reproduce(ns: argparse.Namespace) -> int:
     return 0 if ns.dry_run else reproduce.print_summary(outcomes, ns.scale)
 
 
-def cmd_figures(ns: argparse.Namespace) -> int:
+def print_make_targets(figs) -> None:
+    """The lines ``make help`` appends: one make target per paper and per figure (the Makefile's pattern rules
+    ``<paper>-%``), each figure's with its expected cost at quick and paper scale."""
+    papers = list(dict.fromkeys(fig.paper for fig in figs))
+    for paper in papers:
+        count = sum(fig.paper == paper for fig in figs)
+        print(f"  {paper:14s} every {paper} figure ({count}) (SCALE=quick|paper)")
+    for fig in figs:
+        alias = f" (= {fig.alias_of})" if fig.alias_of else ""
+        print(f"  {fig.id.replace('/', '-'):14s} {fig.id}{alias}: quick {fig.cost('quick')}; paper {fig.cost('paper')}")
 
+
+def cmd_figures(ns: argparse.Namespace) -> int:
+    if ns.targets:
+        print_make_targets(_figures(ns.figures or ["all"]))
+        return 0
     for fig in _figures(ns.figures or ["all"]):
         states = fig.run_states(ns.scale) if ns.scale in fig.runs else []
         counts = Counter(state for *_, state in states)
@@ -182,6 +197,8 @@ def _parser() -> argparse.ArgumentParser:
     figs.add_argument("figures", nargs="*", help="ids (default: all)")
     figs.add_argument("--scale", **scale)
     figs.add_argument("--runs", action="store_true", help="list each run with its state and directory")
+    figs.add_argument("--targets", action="store_true",
+                      help="list the make targets (make <paper>, make <paper>-<fig>) with each figure's costs")
     data = sub.add_parser("data", help="get the real datasets the figures need (apt, torchvision download)")
     data.add_argument("names", nargs="*", help="datasets (default: those the figures need at --scale)")
     data.add_argument("--scale", **scale)
