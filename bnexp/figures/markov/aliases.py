@@ -44,6 +44,7 @@ def claims_fig7(frames, scale):
 
 _a = style.single_panel(spectrum.panel_fig3a, spectrum.claims_fig3a, "a", "rank_1/2 vs width")
 _b = style.single_panel(spectrum.panel_fig3b, spectrum.claims_fig3b, "b", "top-10 eigenvalues of M_ℓ")
+
 FIG2_PAPER_CAPTION = PaperCaption("Figure 2", (
     "Result of Theorem 3 for different values of γ, where $\\gamma = \\infty$ stands for networks without skip "
     "connections. Each point represents the average ${\\rm rank_{1/2}}$ over depth (L=10⁶) of networks of width $d "
@@ -52,6 +53,7 @@ FIG2_COSTS = Costs(
     quick="≈ 30 s, 2-core CPU", paper="≈ 27 min, 2-core CPU (alias, measured)", data="none",
     basis="Alias of rank/fig3 (its fig3a panel only: the 18 rank_width chains, shared with rank/fig3, free once that "
           "is done); cost from rank/fig3's measured 26 min 40 s, of which fig3b is seconds.")
+
 FIG3_PAPER_CAPTION = PaperCaption("Figure 3", (
     "Top 10 eigenvalues of $M_{\\ell} = M(H_{\\ell}^{(\\gamma)})$ for increasing values of ℓ. As can be seen, BN "
     "quickly amplifies smaller variations in the data while reducing the largest one."))
@@ -60,6 +62,7 @@ FIG3_COSTS = Costs(
     basis="Alias of rank/fig3 but runs only its fig3b panel (one rank_collinear chain, d = N = 50, 100 layers, "
           "shared with rank/fig3): measured here at 1.8 s wall plus the plot; the 27-min fig3a chains are not part "
           "of it.")
+
 FIG5_PAPER_CAPTION = PaperCaption("Figure 5", (
     "Effect of depth on learning: Fashion-MNIST on MLPs of depth 1-32, where each hidden layer has 128 units with "
     "ReLU activations in all networks. Average and 95% confidence interval of 5 independent runs."))
@@ -70,6 +73,7 @@ FIG5_COSTS = Costs(
           "× 3 learning rates × 35 100 SGD steps (510 trainings, 17.9 M steps) of a width-128 MLP at ~1–2 ms/step "
           "(launch-bound), one job ≈ 10–35 min by depth; CPU reference measured here: 4–8.5 ms/step at depth 17 on 2 "
           "cores, ≈ 30 CPU-h in all.")
+
 FIG6_PAPER_CAPTION = PaperCaption("Figure 6", (
     "Pretraining: Fashion-MNIST on MLPs of depth 32 and width 128. Blue line is a ReLU network with standard "
     "initialization. Other solid lines are pre-trained layer-wise with 25 (orange) and 75 (green) iterations to "
@@ -81,6 +85,7 @@ FIG6_COSTS = Costs(
           "iterations, BN standard/asymmetric) × 5 seeds × 15 epochs × 1875 steps (0.70 M steps of a depth-32 "
           "width-128 MLP, ~2–3.5 ms/step on a GPU, launch-bound), matching the spec's 'about 1 GPU-hour'; measured "
           "here on 2 CPU cores: 7.7 ms/step (BN), so ≈ 1.5 h on this CPU as well.")
+
 FIG7_PAPER_CAPTION = PaperCaption("Figure 7", (
     "Breaking Batchnorm: CIFAR-10 on a VGG19 (top) and ResNet50 (bottom) architecture with standard PyTorch "
     "initialization as well as a uniform initialization of same variance in \\mathbb{R}^+. Average and 95% "
@@ -90,6 +95,7 @@ FIG7_COSTS = Costs(
     basis="Alias of rank/fig5, but it also runs rank/fig13's ResNet-50 grid (6 runs, shared with those two figures): "
           "15 VGG19 trainings (≈ 1.5–3 GPU-h, spec 8–15) + 15 ResNet-50 trainings (≈ 4–8 GPU-h, spec 10+), estimated "
           "from the grid at 5–12k / 2–4k img/s under bf16 autocast; no CUDA timing exists yet.")
+
 FIG8_PAPER_CAPTION = PaperCaption("Figure 8", (
     "Directional gradient vanishing CIFAR-10 on a VGG19 network with BN, SGD, SGD with 100x learning rate and SGD "
     "on random data. Average and 95% confidence interval of 5 independent runs."))
@@ -101,6 +107,7 @@ FIG8_COSTS = Costs(
           "on an A100/H100-class GPU) plus ~5% for 77 log points, one job (5 seeds) ≈ 30–65 min; the spec's 8–15 "
           "GPU-h for rank/fig5 assumes fp32, DataLoader-era throughput (1–2k img/s): treat it as the upper bound, no "
           "CUDA timing exists yet (docs/performance.md).")
+
 FIG9_PAPER_CAPTION = PaperCaption("Figure 9", (
     "Regularity constant of the invariant distribution. The vertical axis is the estimated regularity constant α "
     "and the horizontal axis is d. We use $L = 10^5$ (in Eq. (54))."))
@@ -108,6 +115,7 @@ FIG9_COSTS = Costs(
     quick="≈ 15 s, 2-core CPU", paper="≈ 3 min, 2-core CPU (alias of rank/fig8)", data="none",
     basis="Alias of rank/fig8: the same 6 rank_regularity runs (free once rank/fig8 or fig9 is done); probed here at "
           "1/10 depth, 20 s ×10 with runtime.threads=1.")
+
 FIG10_PAPER_CAPTION = PaperCaption("Figure 10", (
     "Dependency of $\\mathbb{E}_{\\nu_{\\gamma}} \\|M(H)\\|_F^2$ on d. The horizontal axis is $\\log_2(d)$ and the "
     "vertical axis shows $\\log_2(\\frac{1}{L}\\sum_{\\ell=1}^L \\|M(H_\\ell^{(\\gamma)})\\|_F^2)$ for $L=10^5$. "
@@ -116,6 +124,7 @@ FIG10_COSTS = Costs(
     quick="≈ 15 s, 2-core CPU", paper="≈ 3 min, 2-core CPU (alias of rank/fig9)", data="none",
     basis="Alias of rank/fig9: the same 6 rank_regularity runs as rank/fig8/fig9 (free once any of them is done); "
           "probed here at 1/10 depth, 20 s ×10 with runtime.threads=1.")
+
 FIG11_PAPER_CAPTION = PaperCaption("Figure 11", (
     "Mean deduction for BN. The experiment is conducted on a VGG network. The blue plot is for the original BN "
     "network, and the orange one is for the BN network without the mean deduction. The vertical axis in the left "

@@ -148,6 +148,7 @@ FIG5_COSTS = Costs(
           "77 log points, one job (5 seeds) ≈ 30–65 min; the spec's 8–15 GPU-h for rank/fig5 assumes fp32, "
           "DataLoader-era throughput (1–2k img/s): treat it as the upper bound, no CUDA timing exists yet "
           "(docs/performance.md).")
+
 FIG7_PAPER_CAPTION = PaperCaption("Figure 7", (
     "Centering for BN. The experiment is conducted on a VGG network. The blue line indicates the original BN "
     "network and the orange line is BN without mean adaption. The vertical axis in the left plot is training "
@@ -161,6 +162,7 @@ FIG7_COSTS = Costs(
           "77 log points, one job (5 seeds) ≈ 30–65 min; the spec's 8–15 GPU-h for rank/fig5 assumes fp32, "
           "DataLoader-era throughput (1–2k img/s): treat it as the upper bound, no CUDA timing exists yet "
           "(docs/performance.md).")
+
 FIG13_PAPER_CAPTION = PaperCaption("Figure 13", (
     "Breaking Batchnorm: CIFAR-10 on a ResNet-50 with standard PyTorch initialization as well as a uniform "
     "initialization of same variance in R^+. Average and 95% confidence interval of 5 independent runs. This plot "

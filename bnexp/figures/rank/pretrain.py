@@ -184,6 +184,7 @@ FIG4_COSTS = Costs(
           "10–40, i.e. 140 trainings (5 seeds × a 3- or 2-point lr grid) of 100 epochs × 782 steps (10.9 M steps of "
           "a width-128 float32 MLP at ~1.5–2.7 ms/step, launch-bound) plus 20 end-to-end pre-trainings of 40 000 "
           "steps; the longest job (BN, depth 40, 15 trainings) ≈ 1–1.5 h; the same 12 runs as rank/fig11.")
+
 FIG11_PAPER_CAPTION = PaperCaption("Figure 11", (
     "CIFAR-10: Same setting as Fig.4 but now showing accuracy and test loss"))
 FIG11_COSTS = Costs(
@@ -193,6 +194,7 @@ FIG11_COSTS = Costs(
           "2-point lr grid) of 100 epochs × 782 steps (10.9 M steps of a width-128 float32 MLP at ~1.5–2.7 ms/step, "
           "launch-bound) plus 20 end-to-end pre-trainings of 40 000 steps; the longest job (BN, depth 40, 15 "
           "trainings) ≈ 1–1.5 h.")
+
 FIG12_PAPER_CAPTION = PaperCaption("Figure 12", (
     "Results of Fig.4 for FashionMNIST"))
 FIG12_COSTS = Costs(

@@ -96,6 +96,7 @@ FIG8_COSTS = Costs(
           "runtime.threads=1 (d = 256: 12 s), ×10; with the default threads=auto and another job on the machine the "
           "float64 d = 256 chain ran ~10× slower (58 s per 10^4 layers), so pass runtime.threads=1 on a shared "
           "machine.")
+
 FIG9_PAPER_CAPTION = PaperCaption("Figure 9", (
     "Dependency of E_{ν_γ}‖M(H)‖_F^2 on d. The horizontal axis is log2(d) and the vertical axis shows log2((1/L) "
     "∑_{ℓ=1}^{L} ‖M(H_ℓ^(γ))‖_F^2) for L = 10^5. The green dashed-line plots log2(d^1.5)."))
