@@ -4,10 +4,12 @@ A :class:`Figure` names, for every scale (``smoke`` for tests, ``quick`` for a C
 the paper's sizes, seeds and run counts), the runs it reads as :class:`RunGrid` s (an experiment config plus
 overrides and a grid). ``plot`` turns the loaded runs into a matplotlib figure (mean and 95% CI over seeds);
 ``claims`` turns them into :class:`Claim` s: a number computed from our runs compared with the paper's
-statement under an explicit tolerance. Figure files (``bnexp/figures/<paper>/<family>.py``, one per family of
-figures) register their figures in :data:`REGISTRY` when imported; every module under this package is imported
-(:func:`all_figures`), so a new figure file needs no list. Ids are ``<paper>/<fig>``, and a bare ``figN`` means
-``rank/figN``. The shared pieces: :mod:`bnexp.figures.style` (the look of every choice), :mod:`bnexp.figures.stats`
+statement under an explicit tolerance; next to them the figure declares the paper's own caption
+(:class:`PaperCaption`) and its expected cost per scale (:class:`Costs`). Figure files
+(``bnexp/figures/<paper>/<family>.py``, one per family of figures) register their figures in :data:`REGISTRY`
+when imported; every module under this package is imported (:func:`all_figures`), so a new figure file needs no
+list. Ids are ``<paper>/<fig>``, and a bare ``figN`` means ``rank/figN``. The shared pieces:
+:mod:`bnexp.figures.style` (the look of every choice), :mod:`bnexp.figures.stats`
 (selection and mean ± CI of loaded runs).
 """
 
