@@ -11,12 +11,14 @@ from torch import nn
 from bnexp.nn.convnet import ConvNet
 from bnexp.nn.mlp import MLP, ResidualMLP
 from bnexp.nn.registry import Registry
+from bnexp.nn.resblock import ResBlockMLP
 from bnexp.nn.resnet import ResNet
 from bnexp.nn.vgg import VGG
 
 # Config ``model.name`` → constructor.
 MODELS: Registry[type[nn.Module]] = Registry("model.name", {
     "mlp": MLP, "resmlp": ResidualMLP, "convnet": ConvNet, "vgg": VGG, "resnet": ResNet,
+    "resblock": ResBlockMLP,
 })
 
 
