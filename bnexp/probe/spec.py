@@ -32,6 +32,14 @@ class ProbeSpec:
     weight_metrics: tuple[str, ...] = ()  # metrics of every weight matrix W_k, as weight_<metric>, layer = k
     alignment: bool = False  # grad_alignment (A_last) and grad_cosine_full, whole-network rows
     alignment_samples: int = 32  # the first m samples of the probe batch that the alignment uses
+    # training log points (bnexp.training.measures.WeightRanks, TrainPass; the low-rank paper): read with
+    # defaults, so configs without them compose as before
+    weight_ranks: bool = False  # weight_rank, weight_fro per weight matrix; avg_rank, mean_weight_norm, ...
+    rank_eps: float = 1e-4  # ε of weight_rank: #{σ_i(W/‖W‖_F) > ε}
+    zero_rtol: float = 1e-4  # weight_rank = 0 where ‖W_t‖_F ≤ zero_rtol·‖W_0‖_F
+    rank_include_output: bool = False  # avg_rank over the readout too
+    spectra: bool = False  # every weight matrix's singular values per log point, in the run directory
+    train_pass: bool = False  # train_full_loss, train_full_acc: an eval-mode pass over the training set
 
     @property
     def options(self) -> dict:
@@ -57,9 +65,19 @@ class ProbeSpec:
         weight_names = _metric_names("probe.weight_metrics", cfg.get("weight_metrics", []), "isometry_gap")
         alignment = check_bool("probe.alignment", cfg.get("alignment", False))
         samples = check_int("probe.alignment_samples", cfg.get("alignment_samples", 32), 2)
+        weight_ranks = check_bool("probe.weight_ranks", cfg.get("weight_ranks", False))
+        rank_eps = check_number("probe.rank_eps", cfg.get("rank_eps", 1e-4), 0.0, 1.0, open_lo=True)
+        zero_rtol = check_number("probe.zero_rtol", cfg.get("zero_rtol", 1e-4), 0.0, 1.0)
+        include_output = check_bool("probe.rank_include_output", cfg.get("rank_include_output", False))
+        spectra = check_bool("probe.spectra", cfg.get("spectra", False))
+        if spectra and not weight_ranks:
+            raise ConfigError("probe.spectra", spectra, "false unless probe.weight_ranks is true (the spectra are "
+                              "those of the weight-rank rows)")
+        train_pass = check_bool("probe.train_pass", cfg.get("train_pass", False))
         return cls(metrics=names, point=cfg.point, layers=layers, grad_norms=grads, tau=tau, top_k=top_k,
                    rank_tol=tol, batches=batches, input=inputs, weight_metrics=weight_names, alignment=alignment,
-                   alignment_samples=samples)
+                   alignment_samples=samples, weight_ranks=weight_ranks, rank_eps=rank_eps, zero_rtol=zero_rtol,
+                   rank_include_output=include_output, spectra=spectra, train_pass=train_pass)
 
 
 def _metric_names(key: str, names, example: str) -> tuple[str, ...]:

@@ -36,6 +36,15 @@ size and continues, so a killed run ends with the same metrics.csv as an uninter
 for byte). A checkpoint made on another device type or precision, or one that does not match the file, is
 ignored (the run starts over; run.json notes why). The checkpoint is deleted when the run finishes, unless
 ``runtime.keep_checkpoint``. Writers without a ``directory`` (tests' in-memory writers) take no checkpoints.
+
+Weight spectra (``probe.spectra``): the trainer hands each log point's spectra to
+:func:`bnexp.results.spectra.write_spectra` (``<run>/spectra/seed_<s>/step_<t>.npz``) before its rows are
+appended; a run that starts over clears them, a resumed one prunes the files after its checkpoint. Not with
+``optim.lr_grid`` (the engine's validation refuses it: only the chosen grid point's rows are kept).
+
+Divergence (``probe.weight_ranks``): a replicate whose log point finds a non-finite parameter or training loss
+stops there (``Trainer.stopped``); run.json notes ``diverged: true`` and ``diverged_at = {seed: step}``, and the
+run is done (not failed), so a sweep goes on.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ from tqdm.auto import tqdm
 
 from bnexp import data
 from bnexp.probe import ProbeSpec
-from bnexp.results import Row, run_key
+from bnexp.results import Row, run_key, spectra
 from bnexp.training import checkpoint
 from bnexp.training.loop import Trainer
 from bnexp.training.optim import OptimSpec
@@ -131,9 +140,17 @@ def train_all(cfg: DictConfig, writer, networks: Networks, *, seeds: list[int], 
     precision = networks.precision(d_in)  # depends on the model class and device only
     writer.note(precision=precision.describe(), step_unit="epoch" if optim.log_every is None else "iteration")
     state = _resume_state(writer, cfg, device, precision) if path is not None else None
+    if directory is not None and state is None:
+        spectra.clear(directory)
+    elif state is not None:  # the log points after the checkpoint are redone
+        trainer_state = state["trainer"]
+        done = trainer_state["epoch"] if optim.log_every is None else trainer_state["iteration"]
+        spectra.prune(directory, seeds[state["replicate"]], done)
     notes: dict[str, dict] = {k: dict(v) for k, v in state["notes"].items()} if state is not None else {}
     if notes:
         writer.note(**notes)
+    if "diverged_at" in notes:
+        writer.note(diverged=True)
 
     for r, seed in enumerate(seeds):
         if state is not None and r < state["replicate"]:
@@ -161,6 +178,8 @@ def train_all(cfg: DictConfig, writer, networks: Networks, *, seeds: list[int], 
                     model.load_state_dict(initial)
             trainer = Trainer(model, split, probe_xy, seed=seed, lr=grid[g], optim=optim, spec=spec,
                               batch_size=batch, drop_last=drop_last, precision=precision)
+            if directory is not None:
+                trainer.spectra_sink = lambda s, t, arrays: spectra.write_spectra(directory, s, t, arrays)
 
             def emit(rows: list[Row], g: int = g, held: list[list[Row]] = held) -> None:
                 if searching:
@@ -190,6 +209,9 @@ def train_all(cfg: DictConfig, writer, networks: Networks, *, seeds: list[int], 
                           disable=not runtime_cfg.get("progress", True), leave=False) as bar:
                     trainer.fit(emit, on_epoch_end, bar)
             finals[g] = trainer.last_train_loss
+            if trainer.stopped and not searching:
+                notes.setdefault("diverged_at", {})[str(seed)] = trainer.at_step
+                writer.note(diverged=True, diverged_at=notes["diverged_at"])
         state = None
         if searching:
             best = choose_lr(finals)

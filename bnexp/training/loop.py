@@ -10,6 +10,11 @@ sums since the last log point, and turns each log point into rows ``(seed, step,
   minibatches, a test-set pass, the probe), each with its metric names and cadence; the loop iterates over
   them inside a fork of torch's global generator, so that measuring never shifts the training stream.
 * one device → host transfer per log point (``probe.values_to_rows``); nothing in the step loop syncs.
+* divergence: a log point whose ``diverged`` row is 1 (``probe.weight_ranks``, :class:`~bnexp.training.measures.
+  WeightRanks`: a parameter or the training loss is non-finite) is the run's last: its rows are written, then
+  :attr:`Trainer.stopped` ends the training (the remaining epochs would only compute nan). Without that row a
+  run trains to its end, as before.
+* the loss of every step is ``optim.loss`` (:func:`~bnexp.training.optim.loss_of`: ``ce`` or ``mse``).
 
 Precision (:mod:`bnexp.training.precision`): the constructor applies the plan to the model (channels_last,
 float32 norms under autocast); the forward pass and loss of each step run under its autocast.
@@ -25,15 +30,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnexp import data
 from bnexp.probe import ProbeSpec, values_to_rows
 from bnexp.results import Row
 from bnexp.training import precision as plan
-from bnexp.training.measures import LOG, START, Measurement, default_measurements
-from bnexp.training.optim import OptimSpec, epoch_batches, make_optimizer, make_scheduler
+from bnexp.training.measures import EVERY, LOG, START, Measurement, default_measurements
+from bnexp.training.optim import OptimSpec, epoch_batches, loss_of, make_optimizer, make_scheduler
 from bnexp.training.precision import PLAIN, Precision
 from bnexp.training.rng import forked_rng
 
@@ -45,7 +49,8 @@ class Trainer:
 
     ``model`` is already on the device in its dtype (``engines.train.make_model``); the constructor applies the
     precision plan to it. ``measurements`` (default: :func:`~bnexp.training.measures.default_measurements`)
-    are the log points' measurements, in the order of their rows.
+    are the log points' measurements, in the order of their rows. ``spectra_sink(seed, step, spectra)``, when
+    set, receives the weight spectra of ``probe.spectra`` (``fit.train_all``: the run directory's files).
     """
 
     def __init__(self, model: nn.Module, split: tuple[Tensor, Tensor, Tensor, Tensor],
@@ -69,6 +74,9 @@ class Trainer:
         self.epoch = 0
         self.iteration = 0
         self.last_train_loss: float | None = None
+        self.stopped = False  # a log point found the run diverged: no more steps
+        self.at_step = 0  # the step of the log point being measured
+        self.spectra_sink: Callable[[int, int, list], None] | None = None
         self._reset_sums()
 
     # ------------------------------------------------------------------ rows
@@ -82,9 +90,13 @@ class Trainer:
         """The rows of the measurements of cadence ``when`` at ``step``. They draw from a fork of torch's global
         generator (dropout in a train-mode probe), so that what is measured never changes the training run's
         random stream."""
+        self.at_step = step
         with forked_rng(self.device):
-            items = [item for m in self.measurements if m.when == when for item in m(self)]
-        return values_to_rows(items, self.seed, step)  # the log point's one host sync
+            items = [item for m in self.measurements if m.when in (when, EVERY) for item in m(self)]
+        rows = values_to_rows(items, self.seed, step)  # the log point's one host sync
+        if _logged(rows).get("diverged") == 1.0:
+            self.stopped = True
+        return rows
 
     def initial_rows(self) -> list[Row]:
         """Step 0: the network before training (the ``START`` measurements)."""
@@ -104,7 +116,7 @@ class Trainer:
         xb, yb = plan.layout(self.x_train[idx], self.precision), self.y_train[idx]
         with plan.autocast(self.device, self.precision):
             logits = self.model(xb)
-            loss = F.cross_entropy(logits, yb)
+            loss = loss_of(self.optim.loss, logits, yb)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -130,8 +142,10 @@ class Trainer:
                     self.iteration % every == 0 or self.iteration == self.total_steps):
                 self._emit(emit, self.log(self.iteration), bar)
                 self.model.train()
+                if self.stopped:
+                    break
         self.epoch += 1
-        if emit is not None and every is None:
+        if emit is not None and every is None and not self.stopped:
             self._emit(emit, self.log(self.epoch), bar)
 
     def _emit(self, emit, rows: list[Row], bar) -> None:
@@ -144,8 +158,8 @@ class Trainer:
     def fit(self, emit: Callable[[list[Row]], None], on_epoch_end: Callable[[Trainer], None] | None = None,
             bar=None) -> None:
         """Train the remaining epochs, emitting every log point's rows; ``on_epoch_end(self)`` after each epoch
-        (checkpoints)."""
-        while self.epoch < self.optim.epochs:
+        (checkpoints). Ends early once a log point finds the run diverged (:attr:`stopped`)."""
+        while self.epoch < self.optim.epochs and not self.stopped:
             self.train_epoch(emit, bar)
             if on_epoch_end is not None:
                 on_epoch_end(self)
@@ -162,6 +176,9 @@ class Trainer:
             "iteration": self.iteration,
             "sums": (self.loss_sum.cpu(), self.correct.cpu(), self.seen),
             "last_train_loss": self.last_train_loss,
+            "stopped": self.stopped,
+            "at_step": self.at_step,
+            "measures": [m.state_dict() if hasattr(m, "state_dict") else None for m in self.measurements],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -174,6 +191,10 @@ class Trainer:
         loss_sum, correct, seen = state["sums"]
         self.loss_sum, self.correct, self.seen = loss_sum.to(self.device), correct.to(self.device), int(seen)
         self.last_train_loss = state["last_train_loss"]
+        self.stopped, self.at_step = bool(state.get("stopped", False)), int(state.get("at_step", 0))
+        for m, saved in zip(self.measurements, state.get("measures") or ()):
+            if saved is not None:
+                m.load_state_dict(saved, self.device)
 
 
 def _logged(rows: list[Row]) -> dict[str, float]:

@@ -17,8 +17,19 @@ rows in metrics.csv:
   ``weight_<metric>`` per weight layer and, with ``probe.alignment``, ``grad_alignment`` and
   ``grad_cosine_full``.
 
+Optional (the low-rank paper; ``probe.*`` keys, off by default), after those:
+
+* ``probe.train_pass`` — ``train_full_loss`` / ``train_full_acc``: an eval-mode pass over the full training set
+  at every log point (spec M5, M6; step 0: with batch statistics, as ``train_*``), :class:`SetPass` ``train_full``;
+* ``probe.weight_ranks`` — :class:`WeightRanks` at step 0 and every log point: ``weight_rank`` and ``weight_fro``
+  per weight matrix, then ``avg_rank``, ``mean_weight_norm``, ``weight_distance`` (not at step 0) and
+  ``diverged``; with ``probe.spectra`` it also hands every matrix's singular values to the trainer's
+  ``spectra_sink`` (the run directory's ``spectra/``, :mod:`bnexp.results.spectra`).
+
 Passes run in chunks of ``data.batch_size`` (:func:`evaluate`; norms without running statistics — bn_theory,
-bn_center — normalise with each chunk's statistics, as in training).
+bn_center — normalise with each chunk's statistics, as in training). Their loss is ``optim.loss`` (``ce`` or
+``mse``, :func:`bnexp.training.optim.loss_of`); the probe's own ``loss`` row stays the cross-entropy of the probe
+batch (``bnexp.probe``).
 """
 
 from __future__ import annotations
@@ -28,19 +39,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bnexp.metrics.weights import frobenius, weight_rank, weight_spectra
 from bnexp.probe import ProbeSpec, dropout_off, preserved_buffers, probe
+from bnexp.training.optim import loss_of
 from bnexp.training.precision import PLAIN, Precision, autocast, layout
 
 if TYPE_CHECKING:
     from bnexp.training.loop import Trainer
 
-__all__ = ["LOG", "START", "Measurement", "Probe", "RunningMeans", "SetPass", "chunks", "default_measurements",
-           "evaluate"]
+__all__ = ["EVERY", "LOG", "START", "Measurement", "Probe", "RunningMeans", "SetPass", "WeightRanks", "chunks",
+           "default_measurements", "evaluate"]
 
 START, LOG = "start", "log"  # cadences: step 0 (before training), every log point t > 0
+EVERY = "every"  # both: step 0 and every log point (one object, for measurements that carry state across them)
 
 Item = tuple["int | None", str, Tensor]
 
@@ -69,9 +82,11 @@ def chunks(n: int, size: int, *, merge_single: bool = False) -> list[tuple[int, 
 
 
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int,
-             precision: Precision = PLAIN, *, batch_statistics: bool = False) -> tuple[Tensor, Tensor]:
-    """(mean cross-entropy, accuracy) of ``model`` on ``(x, y)`` in eval mode, in chunks of ``batch_size``
-    (norms without running statistics normalise each chunk with its own statistics, as in training).
+             precision: Precision = PLAIN, *, batch_statistics: bool = False,
+             loss: str = "ce") -> tuple[Tensor, Tensor]:
+    """(mean loss, accuracy) of ``model`` on ``(x, y)`` in eval mode, in chunks of ``batch_size`` (norms
+    without running statistics normalise each chunk with its own statistics, as in training). ``loss``: the
+    ``optim.loss`` (``ce``: cross-entropy, ``mse``: squared error to one-hot targets, mean over classes).
 
     ``batch_statistics``: instead, every norm normalises each chunk with the chunk's statistics (train mode,
     running statistics restored after, dropout off). Used before training, when torch BN's running statistics
@@ -88,7 +103,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int,
         for start, stop in chunks(len(x), batch_size, merge_single=batch_statistics):
             logits = model(layout(x[start:stop], precision))
             yb = y[start:stop]
-            loss_sum += F.cross_entropy(logits, yb, reduction="sum").to(torch.float64)
+            loss_sum += loss_of(loss, logits, yb, reduction="sum").to(torch.float64)
             correct += (logits.argmax(1) == yb).sum()
     model.train(was_training)
     return loss_sum / len(x), correct / len(x)
@@ -115,21 +130,25 @@ class RunningMeans:
 
 @dataclass(frozen=True)
 class SetPass:
-    """``<split>_loss``, ``<split>_acc``: one :func:`evaluate` pass over the whole ``train`` or ``test`` set."""
+    """``<name>_loss``, ``<name>_acc``: one :func:`evaluate` pass over the whole ``train`` or ``test`` set
+    (``name`` defaults to the split; ``train_full`` for ``probe.train_pass``)."""
 
     split: str
     when: str = LOG
     batch_statistics: bool = False
+    name: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
-        return (f"{self.split}_loss", f"{self.split}_acc")
+        prefix = self.name or self.split
+        return (f"{prefix}_loss", f"{prefix}_acc")
 
     def __call__(self, trainer: Trainer) -> list[Item]:
         x, y = getattr(trainer, f"x_{self.split}"), getattr(trainer, f"y_{self.split}")
         loss, acc = evaluate(trainer.model, x, y, trainer.batch_size, trainer.precision,
-                             batch_statistics=self.batch_statistics)
-        return [(None, f"{self.split}_loss", loss), (None, f"{self.split}_acc", acc)]
+                             batch_statistics=self.batch_statistics, loss=trainer.optim.loss)
+        loss_name, acc_name = self.names
+        return [(None, loss_name, loss), (None, acc_name, acc)]
 
 
 @dataclass(frozen=True)
@@ -152,8 +171,81 @@ class Probe:
         return probe(trainer.model, trainer.x_probe, trainer.y_probe, self.spec)
 
 
+class WeightRanks:
+    """The low-rank paper's weight metrics (``probe.weight_ranks``; spec M1, M2, M4, M7), at step 0 and every
+    log point (cadence ``EVERY``: one object, which keeps W_0's norms and the previous log point's weights).
+
+    For the weight matrices W_k of ``model.weight_layers()`` (k = 0 … K−1, the readout last), with their singular
+    values from one batched SVD per shape (:func:`bnexp.metrics.weights.weight_spectra`, float64):
+
+    * ``weight_rank`` (layer k): #{σ_i(W_k/‖W_k‖_F) > ε}, ε = ``probe.rank_eps``; 0 where ‖W_k‖_F ≤
+      ``probe.zero_rtol``·‖W_k at step 0‖_F; nan where W_k has a non-finite entry (never decomposed);
+    * ``weight_fro`` (layer k): ‖W_k‖_F = sqrt(Σσ_i²);
+    * ``avg_rank``: the mean weight_rank over k < K−1 (every matrix but the readout), over all K with
+      ``probe.rank_include_output``;
+    * ``mean_weight_norm``: (1/K) Σ_k ‖W_k‖_F;
+    * ``weight_distance``: (1/K) Σ_k ‖W_k − W_k at the previous log point‖_F (not at step 0);
+    * ``diverged``: 1.0 from the first log point at which a parameter or the running training loss is
+      non-finite on (sticky), else 0.0. The trainer stops the run at that log point (``Trainer.stopped``).
+
+    Its state (‖W_0‖_F, the previous weights, the divergence flag) is part of the trainer's checkpoint.
+    """
+
+    when = EVERY
+
+    def __init__(self, spec: ProbeSpec):
+        self.eps, self.zero_rtol = spec.rank_eps, spec.zero_rtol
+        self.include_output, self.keep_spectra = spec.rank_include_output, spec.spectra
+        self.fro0: Tensor | None = None  # ‖W_k‖_F at step 0, (K,)
+        self.previous: list[Tensor] | None = None  # the weights at the previous log point
+        self.diverged: Tensor | None = None  # 0-d bool, sticky
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return ("weight_rank", "weight_fro", "avg_rank", "mean_weight_norm", "weight_distance", "diverged")
+
+    def __call__(self, trainer: Trainer) -> list[Item]:
+        weights = [m.weight.detach() for m in trainer.model.weight_layers()]
+        spectra = weight_spectra(weights)
+        fro = torch.stack([frobenius(sv) for sv in spectra])  # (K,)
+        if self.fro0 is None:  # step 0
+            self.fro0 = fro.clone()
+        ranks = torch.stack([weight_rank(sv, f0, self.eps, self.zero_rtol) for sv, f0 in zip(spectra, self.fro0)])
+        hidden = ranks if self.include_output or len(ranks) == 1 else ranks[:-1]
+        now = torch.stack([~torch.isfinite(p.detach()).all() for p in trainer.model.parameters()]).any()
+        now = now | ~torch.isfinite(trainer.loss_sum)
+        self.diverged = now if self.diverged is None else self.diverged.to(now.device) | now
+        items: list[Item] = [(k, "weight_rank", r) for k, r in enumerate(ranks)]
+        items += [(k, "weight_fro", f) for k, f in enumerate(fro)]
+        items += [(None, "avg_rank", hidden.mean()), (None, "mean_weight_norm", fro.mean())]
+        if self.previous is not None:
+            distance = torch.stack([torch.linalg.matrix_norm(w.to(torch.float64) - p.to(torch.float64))
+                                    for w, p in zip(weights, self.previous)])
+            items.append((None, "weight_distance", distance.mean()))
+        items.append((None, "diverged", self.diverged.to(torch.float64)))
+        self.previous = [w.clone() for w in weights]
+        sink = getattr(trainer, "spectra_sink", None)
+        if self.keep_spectra and sink is not None:
+            sink(trainer.seed, trainer.at_step, [sv.cpu().numpy() for sv in spectra])
+        return items
+
+    def state_dict(self) -> dict:
+        return {"fro0": None if self.fro0 is None else self.fro0.cpu(),
+                "previous": None if self.previous is None else [w.cpu() for w in self.previous],
+                "diverged": None if self.diverged is None else self.diverged.cpu()}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.fro0 = None if state["fro0"] is None else state["fro0"].to(device)
+        self.previous = None if state["previous"] is None else [w.to(device) for w in state["previous"]]
+        self.diverged = None if state["diverged"] is None else state["diverged"].to(device)
+
+
 def default_measurements(spec: ProbeSpec) -> tuple[Measurement, ...]:
     """The measurements of ``bnexp train`` (module docstring), in the order of their rows."""
-    return (Probe(spec, START), SetPass("train", START, batch_statistics=True),
-            SetPass("test", START, batch_statistics=True),
-            RunningMeans(), SetPass("test"), Probe(spec))
+    start = (Probe(spec, START), SetPass("train", START, batch_statistics=True),
+             SetPass("test", START, batch_statistics=True))
+    log = (RunningMeans(), SetPass("test"), Probe(spec))
+    if spec.train_pass:
+        start += (SetPass("train", START, batch_statistics=True, name="train_full"),)
+        log += (SetPass("train", name="train_full"),)
+    return start + log + ((WeightRanks(spec),) if spec.weight_ranks else ())

@@ -2,6 +2,14 @@
 
 * ``optim.name``: ``sgd`` (``torch.optim.SGD``: ``lr``, ``momentum``, ``weight_decay``, nesterov off) or
   ``adam`` (``torch.optim.Adam``: ``lr``, ``betas``, ``eps``, ``weight_decay`` as an L2 term, not AdamW).
+* ``optim.loss``: ``ce`` (``F.cross_entropy``, mean over the batch; default) or ``mse`` (the low-rank paper's
+  ``F.mse_loss(logits, one_hot(y).float())``, mean over batch × classes): :func:`loss_of`, used by the training
+  steps and the ``*_loss`` rows of the set passes.
+* ``optim.wd_convention``: ``torch`` (default: ``weight_decay = λ`` adds λW to the gradient, the objective
+  with (λ/2)‖W‖²) or ``paper`` (the low-rank paper's Eq. 2, λ‖W‖², gradient 2λW: ``weight_decay = 2λ``).
+  ``optim.wd_on``: ``all`` (default: every parameter) or ``weights_only`` (only parameters with ≥ 2 dims —
+  weight matrices and kernels — are decayed; biases and norm γ, β are not). Both are read with defaults, so
+  configs without them compose to the same run keys as before.
 * ``optim.schedule``: the learning rate after t optimiser steps (t = 0 for the first step) is
   ``lr · factor(t)`` with
 
@@ -31,15 +39,19 @@ from dataclasses import dataclass
 from numbers import Real
 
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, check_int, check_number, choose
 
-__all__ = ["OPTIMIZERS", "SAMPLINGS", "SCHEDULES", "LRFactor", "OptimSpec", "epoch_batches", "make_optimizer",
-           "make_scheduler"]
+__all__ = ["LOSSES", "OPTIMIZERS", "SAMPLINGS", "SCHEDULES", "WD_CONVENTIONS", "WD_ON", "LRFactor", "OptimSpec",
+           "epoch_batches", "loss_of", "make_optimizer", "make_scheduler"]
 
 OPTIMIZERS = ("sgd", "adam")
+LOSSES = ("ce", "mse")
+WD_CONVENTIONS = ("torch", "paper")
+WD_ON = ("all", "weights_only")
 SCHEDULES = ("constant", "cosine", "step")
 SAMPLINGS = ("shuffle", "replacement")
 
@@ -70,6 +82,9 @@ class OptimSpec:
     log_every: int | None = None
     steps_per_epoch: int | None = None
     sampling: str = "shuffle"
+    loss: str = "ce"
+    wd_convention: str = "torch"
+    wd_on: str = "all"
 
     @classmethod
     def from_cfg(cls, optim: DictConfig, data_cfg: DictConfig | None = None) -> OptimSpec:
@@ -121,9 +136,13 @@ class OptimSpec:
             if sampling != "replacement":
                 raise ConfigError("optim.steps_per_epoch", steps, "null unless data.sampling=replacement "
                                   "(a shuffled epoch is one pass over the training set)")
+        loss = choose("optim.loss", optim.get("loss", "ce"), LOSSES)
+        wd_convention = choose("optim.wd_convention", optim.get("wd_convention", "torch"), WD_CONVENTIONS)
+        wd_on = choose("optim.wd_on", optim.get("wd_on", "all"), WD_ON)
         return cls(name=name, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, betas=betas,
                    eps=eps, schedule=schedule, milestones=tuple(int(m) for m in milestones), gamma=gamma,
-                   lr_grid=grid, log_every=log_every, steps_per_epoch=steps, sampling=sampling)
+                   lr_grid=grid, log_every=log_every, steps_per_epoch=steps, sampling=sampling, loss=loss,
+                   wd_convention=wd_convention, wd_on=wd_on)
 
     @property
     def lrs(self) -> tuple[float, ...]:
@@ -136,12 +155,39 @@ class OptimSpec:
             return self.steps_per_epoch or max(1, n_train // batch_size)
         return n_train // batch_size if drop_last else math.ceil(n_train / batch_size)
 
+    @property
+    def torch_weight_decay(self) -> float:
+        """The ``weight_decay`` handed to torch: λ (``wd_convention=torch``) or 2λ (``paper``: gradient 2λW)."""
+        return 2.0 * self.weight_decay if self.wd_convention == "paper" else self.weight_decay
+
+
+def loss_of(name: str, logits: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
+    """The training loss ``optim.loss`` of ``logits`` (n, k) against labels ``y`` (n,).
+
+    ``ce``: cross-entropy; ``mse``: ``F.mse_loss(logits, one_hot(y, k).float())``, the mean over the k classes
+    per sample. ``reduction``: ``mean`` over the batch (so ``mse`` is the mean over batch × classes) or ``sum``.
+    """
+    if name == "mse":
+        target = F.one_hot(y, logits.shape[-1]).to(logits.dtype)
+        per_sample = F.mse_loss(logits, target, reduction="none").mean(-1)
+        return per_sample.mean() if reduction == "mean" else per_sample.sum()
+    return F.cross_entropy(logits, y, reduction=reduction)
+
 
 def make_optimizer(spec: OptimSpec, params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
-    """The ``optim.name`` optimiser over ``params`` at learning rate ``lr`` (a grid point or ``optim.lr``)."""
+    """The ``optim.name`` optimiser over ``params`` at learning rate ``lr`` (a grid point or ``optim.lr``), with
+    weight decay :attr:`OptimSpec.torch_weight_decay` on every parameter (``wd_on=all``: one parameter group) or
+    on the parameters with ≥ 2 dims only (``weights_only``: two groups, the others with weight decay 0)."""
+    decay = spec.torch_weight_decay
+    groups: Iterable = params
+    if spec.wd_on == "weights_only":
+        params = list(params)
+        groups = [{"params": [p for p in params if p.dim() >= 2]},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        groups = [g for g in groups if g["params"]]
     if spec.name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=spec.betas, eps=spec.eps, weight_decay=spec.weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=spec.momentum, weight_decay=spec.weight_decay, nesterov=False)
+        return torch.optim.Adam(groups, lr=lr, betas=spec.betas, eps=spec.eps, weight_decay=decay)
+    return torch.optim.SGD(groups, lr=lr, momentum=spec.momentum, weight_decay=decay, nesterov=False)
 
 
 @dataclass(frozen=True)
