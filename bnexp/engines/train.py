@@ -35,7 +35,9 @@ For each replicate r (seed = cfg.seed + r) it builds the data and the model and 
   the same initial weights and only the run with the lowest final training loss is written, with rows ``lr``,
   ``grid_lr`` and ``grid_train_loss`` (:mod:`bnexp.training.fit`). A run directory gets ``checkpoint.pt`` every
   ``runtime.checkpoint_every`` epochs; rerunning a killed run resumes from it and ends with the same
-  metrics.csv as an uninterrupted run.
+  metrics.csv as an uninterrupted run. The low-rank paper's rows (``probe.weight_ranks``, ``probe.spectra``,
+  ``probe.train_pass``; :mod:`bnexp.training.measures`) are training-only: validation refuses them at
+  ``optim.epochs = 0`` (the init-time probe has ``probe.weight_metrics``).
 
 Seeds in one pass: at ``optim.epochs = 0`` the replicates are measured together (``runtime.batch_seeds``:
 ``auto`` for n_seeds ≥ 2, ``true``, ``false``): every seed's model is built exactly as in the per-seed loop,
