@@ -43,8 +43,9 @@ appended; a run that starts over clears them, a resumed one prunes the files aft
 ``optim.lr_grid`` (the engine's validation refuses it: only the chosen grid point's rows are kept).
 
 Divergence (``probe.weight_ranks``): a replicate whose log point finds a non-finite parameter or training loss
-stops there (``Trainer.stopped``); run.json notes ``diverged: true`` and ``diverged_at = {seed: step}``, and the
-run is done (not failed), so a sweep goes on.
+stops there (``Trainer.stopped``); run.json notes ``diverged: true`` and ``diverged_at = {seed: step}`` (with
+``optim.lr_grid`` only the rows say it: a diverged grid point is rarely the one kept), and the run is done (not
+failed), so a sweep goes on.
 """
 
 from __future__ import annotations
