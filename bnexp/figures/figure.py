@@ -215,9 +215,9 @@ class Figure:
         return self.costs.at(scale) if self.costs else "not estimated"
 
     def run_count(self, scale: str = "paper") -> int:
-        """How many runs the figure reads at ``scale`` (a SLURM array's size), counted from its grids without
-        composing them."""
-        return sum(len(grid.override_sets()) for grid in self.grids(scale).values())
+        """How many distinct runs the figure reads at ``scale`` (a SLURM array's size), counted from its grids
+        without composing them; a run two grids share (the same overrides) counts once."""
+        return len({frozenset(o) for grid in self.grids(scale).values() for o in grid.override_sets()})
 
     def output_stem(self, root: Path | None = None) -> Path:
         root = results.outputs_root() if root is None else Path(root)

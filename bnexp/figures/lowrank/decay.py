@@ -17,7 +17,8 @@ from bnexp.figures.lowrank import FMNIST_2000, PROTO, QUICK_NET, final_by
 QUICK = {**FMNIST_2000, **QUICK_NET, "optim.epochs": 30, "optim.lr": 0.05, "probe.rank_eps": 1e-3}
 SMOKE = {**PROTO, **QUICK_NET, "optim.epochs": 6, "optim.lr": 0.05, "probe.rank_eps": 1e-3}
 RUNS = {
-    "paper": {"decay": RunGrid("lowrank_wd"), "none": RunGrid("lowrank_wd", {"optim.weight_decay": 0.0})},
+    # "none" spells λ = 0 as the experiment's grid does (0, not 0.0: another spelling composes another run key)
+    "paper": {"decay": RunGrid("lowrank_wd"), "none": RunGrid("lowrank_wd", {"optim.weight_decay": 0})},
     "quick": {"decay": RunGrid("lowrank_wd", {**QUICK, "data.batch_size": 16},
                                {"optim.weight_decay": [0.0, 1e-3, 5e-3, 2e-2]}),
               "none": RunGrid("lowrank_wd", {**QUICK, "optim.weight_decay": 0.0}, {"data.batch_size": [8, 16, 128]})},
