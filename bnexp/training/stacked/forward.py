@@ -34,18 +34,87 @@ from torch import Tensor, nn
 from bnexp.nn.mlp import MLP
 from bnexp.nn.resblock import ResBlockMLP
 
-__all__ = ["Forward", "stacked_forward"]
+__all__ = ["Forward", "Pass", "stacked_forward"]
 
-# (params, x (R, B, d_in), stats dict or None) → logits (R, B, d_out); writes new running statistics to stats
-Forward = Callable[[dict[str, Tensor], Tensor, "dict[str, Tensor] | None"], Tensor]
+# (the pass, x (R, B, d_in)) → logits (R, B, d_out); backward fills the pass's gradient views
+Forward = Callable[["Pass", Tensor], Tensor]
 
 
-def _linear(P: dict[str, Tensor], name: str, x: Tensor) -> Tensor:
-    W = P[f"{name}.weight"]  # (R, out, in)
-    b = P.get(f"{name}.bias")
-    if b is None:
-        return torch.bmm(x, W.transpose(1, 2))
-    return torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2))
+class _Linear(torch.autograd.Function):
+    """h = x Wᵀ + b. Backward writes ∂/∂W = gᵀ x (R, out, in) and ∂/∂b = Σ_b g straight into the gradient
+    buffer's views (``out=``): no per-parameter gradient tensors, no transposed copies, no final ``cat``."""
+
+    @staticmethod
+    def forward(ctx, x, token, W, b, gW, gb):
+        ctx.save_for_backward(x, W)
+        ctx.gW, ctx.gb = gW, gb
+        if b is None:
+            return torch.bmm(x, W.transpose(1, 2))
+        return torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, g):
+        x, W = ctx.saved_tensors
+        torch.bmm(g.transpose(1, 2), x, out=ctx.gW)
+        if ctx.gb is not None:
+            torch.sum(g, 1, out=ctx.gb)
+        gx = torch.bmm(g, W) if ctx.needs_input_grad[0] else None
+        return gx, None, None, None, None, None
+
+
+class _BatchNorm(torch.autograd.Function):
+    """y = x̂ γ + β, x̂ = (h − μ)/sqrt(v + ε) per replicate and channel over the B samples. Backward (the
+    standard BN gradient, v not detached): ∂β = Σ_b dy, ∂γ = Σ_b dy x̂ (into the gradient buffer), and
+    dh = (dx̂ − mean_b dx̂ − x̂ · mean_b(dx̂ x̂)) / sqrt(v + ε) with dx̂ = dy γ."""
+
+    @staticmethod
+    def forward(ctx, h, token, eps, gamma, beta, g_gamma, g_beta, stats, name):
+        n = h.shape[1]
+        if n < 2:
+            raise ValueError(f"BatchNorm1d needs more than 1 value per channel in train mode (batch of {n})")
+        mean = h.mean(1, keepdim=True)  # (R, 1, C)
+        centred = h - mean
+        var = centred.square().mean(1, keepdim=True)  # biased: what normalises
+        invstd = torch.rsqrt(var + eps)
+        xhat = centred * invstd
+        if stats is not None:
+            stats[f"{name}.running_mean"] = mean.squeeze(1)
+            stats[f"{name}.running_var"] = var.squeeze(1) * (n / (n - 1))  # unbiased, as torch keeps it
+        ctx.save_for_backward(xhat, invstd, gamma)
+        ctx.g_gamma, ctx.g_beta = g_gamma, g_beta
+        if gamma is None:
+            return xhat
+        return torch.addcmul(beta.unsqueeze(1), xhat, gamma.unsqueeze(1))
+
+    @staticmethod
+    def backward(ctx, dy):
+        xhat, invstd, gamma = ctx.saved_tensors
+        if gamma is not None:
+            torch.sum(dy, 1, out=ctx.g_beta)
+            torch.sum(dy * xhat, 1, out=ctx.g_gamma)
+            dy = dy * gamma.unsqueeze(1)
+        dh = (dy - dy.mean(1, keepdim=True) - xhat * (dy * xhat).mean(1, keepdim=True)) * invstd
+        return dh, None, None, None, None, None, None, None, None
+
+
+class Pass:
+    """One forward pass: parameter views ``P``, gradient-buffer views ``G``, the autograd token, the new
+    running statistics ``stats`` (None: not tracked)."""
+
+    def __init__(self, P: dict[str, Tensor], G: dict[str, Tensor], token: Tensor, stats: dict | None):
+        self.P, self.G, self.token, self.stats = P, G, token, stats
+
+    def linear(self, name: str, x: Tensor) -> Tensor:
+        w, b = f"{name}.weight", f"{name}.bias"
+        return _Linear.apply(x, self.token, self.P[w], self.P.get(b), self.G[w], self.G.get(b))
+
+    def norm(self, module: nn.Module, name: str, h: Tensor) -> Tensor:
+        if isinstance(module, nn.Identity):
+            return h
+        w, b = f"{name}.weight", f"{name}.bias"
+        stats = self.stats if module.track_running_stats else None
+        return _BatchNorm.apply(h, self.token, module.eps, self.P.get(w), self.P.get(b), self.G.get(w),
+                                self.G.get(b), stats, name)
 
 
 def _check_norm(module: nn.Module, name: str) -> None:
@@ -58,40 +127,22 @@ def _check_norm(module: nn.Module, name: str) -> None:
         raise ValueError(f"stacked training needs a BN momentum (cumulative averages unsupported): {name}")
 
 
-def _norm(P: dict[str, Tensor], module: nn.Module, name: str, h: Tensor, stats: dict | None) -> Tensor:
-    if isinstance(module, nn.Identity):
-        return h
-    n = h.shape[1]
-    if n < 2:
-        raise ValueError(f"BatchNorm1d needs more than 1 value per channel in train mode (batch of {n})")
-    mean = h.mean(1, keepdim=True)  # (R, 1, C)
-    centred = h - mean
-    var = centred.square().mean(1, keepdim=True)  # biased: what normalises
-    y = centred * torch.rsqrt(var + module.eps)
-    if module.affine:
-        y = torch.addcmul(P[f"{name}.bias"].unsqueeze(1), y, P[f"{name}.weight"].unsqueeze(1))
-    if stats is not None and module.track_running_stats:
-        stats[f"{name}.running_mean"] = mean.detach().squeeze(1)
-        stats[f"{name}.running_var"] = var.detach().squeeze(1) * (n / (n - 1))  # unbiased, as torch keeps it
-    return y
-
-
 def _mlp(model: MLP) -> Forward:
     for l, norm in enumerate(model.norm):
         _check_norm(norm, f"norm.{l}")
     order, acts, norms = model.order, list(model.act), list(model.norm)
     readout = model.readout is not None
 
-    def forward(P: dict[str, Tensor], x: Tensor, stats: dict | None) -> Tensor:
+    def forward(p: Pass, x: Tensor) -> Tensor:
         x = x.flatten(2)
         for l, (act, norm) in enumerate(zip(acts, norms)):
             if order == "pre_act":
-                x = _norm(P, norm, f"norm.{l}", _linear(P, f"fc.{l}", act(x)), stats)
+                x = p.norm(norm, f"norm.{l}", p.linear(f"fc.{l}", act(x)))
             elif order == "norm_act":
-                x = act(_norm(P, norm, f"norm.{l}", _linear(P, f"fc.{l}", x), stats))
+                x = act(p.norm(norm, f"norm.{l}", p.linear(f"fc.{l}", x)))
             else:  # act_norm
-                x = _norm(P, norm, f"norm.{l}", act(_linear(P, f"fc.{l}", x)), stats)
-        return _linear(P, "readout", x) if readout else x
+                x = p.norm(norm, f"norm.{l}", act(p.linear(f"fc.{l}", x)))
+        return p.linear("readout", x) if readout else x
 
     return forward
 
@@ -104,12 +155,12 @@ def _resblock(model: ResBlockMLP) -> Forward:
         blocks.append((f"blocks.{l}", block.n1, block.act1, block.n2, block.act2))
     readout = model.readout is not None
 
-    def forward(P: dict[str, Tensor], x: Tensor, stats: dict | None) -> Tensor:
-        z = _linear(P, "stem", x.flatten(2))  # no norm, no activation (paper)
+    def forward(p: Pass, x: Tensor) -> Tensor:
+        z = p.linear("stem", x.flatten(2))  # no norm, no activation (paper)
         for name, n1, act1, n2, act2 in blocks:
-            u = act1(_norm(P, n1, f"{name}.n1", _linear(P, f"{name}.W1", z), stats))
-            z = z + act2(_norm(P, n2, f"{name}.n2", _linear(P, f"{name}.W2", u), stats))
-        return _linear(P, "readout", z) if readout else z
+            u = act1(p.norm(n1, f"{name}.n1", p.linear(f"{name}.W1", z)))
+            z = z + act2(p.norm(n2, f"{name}.n2", p.linear(f"{name}.W2", u)))
+        return p.linear("readout", z) if readout else z
 
     return forward
 

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from bnexp.training.optim import LRFactor
 from bnexp.training.stacked.flat import FlatLayout
-from bnexp.training.stacked.forward import stacked_forward
+from bnexp.training.stacked.forward import Pass, stacked_forward
 
 __all__ = ["StackedSGD"]
 
@@ -78,7 +78,10 @@ class StackedSGD:
         for r, params in enumerate(named):
             self.layout.check(params, str(r))
         first = next(iter(named[0].values()))
-        self.flat = self.layout.stack(named, first.dtype, first.device).requires_grad_(True)  # (R, P) leaf
+        self.flat = self.layout.stack(named, first.dtype, first.device)  # (R, P), updated in place
+        self.grad = torch.zeros_like(self.flat)  # (R, P), every entry rewritten by each backward
+        self.params, self.grads = self.layout.views(self.flat), self.layout.views(self.grad)
+        self.token = torch.zeros((), dtype=first.dtype, device=first.device, requires_grad=True)
         stats = [_stats(m) for m in self._models]
         self.stat_layout = FlatLayout(stats[0])
         self.stat_flat = self.stat_layout.stack(stats, first.dtype, first.device)  # (R, S)
@@ -93,13 +96,14 @@ class StackedSGD:
         self.momentum, self.loss = float(momentum), loss
         self.lr = _column(lrs, R, self.flat, "lrs")
         self.wd = _column(weight_decays, R, self.flat, "weight_decays")
+        self._lr, self._wd = [float(v) for v in lrs], [float(v) for v in weight_decays]  # the CPU rows' scalars
         if wd_on == "weights_only":  # λ_r on the columns of ≥ 2-dim parameters only: an (R, P) coefficient
             mask = torch.zeros(self.layout.width, dtype=first.dtype, device=first.device)
             for s in self.layout.slots:
                 mask[s.start:s.stop] = float(len(s.shape) >= 2)
             self.wd = self.wd * mask
         self.decay = bool((self.wd != 0).any())
-        self.buf = torch.zeros_like(self.flat, requires_grad=False) if self.momentum else None
+        self.buf = torch.zeros_like(self.flat) if self.momentum else None
         if lr_factor is None:
             if milestones and not steps_per_epoch:
                 raise ValueError("milestones need steps_per_epoch")
@@ -132,31 +136,49 @@ class StackedSGD:
         x, y = self.x[idx], self.y[idx]  # (R, b, d), (R, b)
         stats: dict[str, Tensor] | None = {} if self.stat_layout.slots else None
         with torch.enable_grad():
-            out = self.forward(self.layout.views(self.flat), x, stats)
+            out = self.forward(Pass(self.params, self.grads, self.token, stats), x)
             losses = self._losses(out, y)
-            (grad,) = torch.autograd.grad(losses.sum(), self.flat)
+            torch.autograd.grad(losses.sum(), self.token, allow_unused=True)  # fills self.grad
+        grad = self.grad
         with torch.no_grad():
             finite = torch.isfinite(losses) & torch.isfinite(grad.sum(1))  # a sum is non-finite iff an entry is
             new_stats = torch.cat([stats[n] for n in self.stat_layout.names], 1) if stats else None
-            if not self.sync_free and bool(finite.all()) and not bool(self.diverged.any()):
-                self._update(grad, new_stats)
-                self.steps_taken += 1
-            else:
+            if self.sync_free:
                 self._masked_update(grad, new_stats, finite)
+            else:
+                self._update_rows(grad, new_stats, finite)
             correct = (out.detach().argmax(-1) == y).sum(1)
         self.iteration += 1
         return losses.detach(), correct
 
-    def _update(self, g: Tensor, new_stats: Tensor | None) -> None:
-        """Every replicate live: g ← g + λp, buf ← μ buf + g, p ← p − η factor(t) buf (three passes)."""
-        if self.decay:
-            g.addcmul_(self.flat, self.wd)
-        if self.buf is not None:
-            torch.add(g, self.buf, alpha=self.momentum, out=self.buf)
-            g = self.buf
-        self.flat.addcmul_(g, self.lr * self.lr_factor(self.iteration), value=-1.0)
+    def _update_rows(self, g: Tensor, new_stats: Tensor | None, finite: Tensor) -> None:
+        """CPU: the flags are read on the host (free there) and each live replicate's row is updated with its
+        own scalars, exactly as ``torch.optim.SGD`` does: g ← g + λp, buf ← μ buf + g, p ← p − η factor(t) buf.
+        A row (≈ P numbers) stays in cache through its three passes, which the whole (R, P) tensor does not."""
+        newly = (~finite & ~self.diverged).tolist()
+        if any(newly):
+            flags = torch.tensor(newly, device=self.diverged.device)
+            self.diverged_at[flags] = self.iteration
+            self.diverged |= flags
+        live = (~self.diverged).tolist()
+        factor = self.lr_factor(self.iteration)
+        for r in (r for r, ok in enumerate(live) if ok):
+            gr, pr = g[r], self.flat[r]
+            if self.decay and self.wd.shape[1] > 1:  # wd_on=weights_only: λ_r times the column mask
+                gr.addcmul_(pr, self.wd[r])
+            elif self.decay:
+                gr.add_(pr, alpha=self._wd[r])
+            if self.buf is not None:
+                gr = torch.add(gr, self.buf[r], alpha=self.momentum, out=self.buf[r])
+            pr.add_(gr, alpha=-self._lr[r] * factor)
         if new_stats is not None:
-            self.stat_flat.lerp_(new_stats, self.stat_momentum)
+            if all(live):
+                self.stat_flat.lerp_(new_stats, self.stat_momentum)
+            else:
+                keep = torch.tensor(live, device=self.stat_flat.device)[:, None]
+                self.stat_flat.copy_(torch.where(keep, self.stat_flat.lerp(new_stats, self.stat_momentum),
+                                                 self.stat_flat))
+        self.steps_taken += torch.tensor(live, device=self.steps_taken.device)
 
     def _masked_update(self, g: Tensor, new_stats: Tensor | None, finite: Tensor) -> None:
         """The same update applied only to the replicates that are live and finite at this step; the others are
@@ -194,9 +216,11 @@ class StackedSGD:
 
     def state_dict(self) -> dict:
         return {
-            "params": self.flat.detach().clone(),
+            "params": self.flat.clone(),
             "stats": self.stat_flat.clone(),
             "momentum_buffer": self.buf.clone() if self.buf is not None else None,
+            "lrs": list(self._lr),
+            "weight_decays": list(self._wd),
             "lr": self.lr.clone(),
             "wd": self.wd.clone(),
             "diverged": self.diverged.clone(),
@@ -212,6 +236,7 @@ class StackedSGD:
             if self.buf is not None:
                 self.buf.copy_(state["momentum_buffer"])
         self.lr, self.wd = state["lr"].to(self.flat.device), state["wd"].to(self.flat.device)
+        self._lr, self._wd = list(state["lrs"]), list(state["weight_decays"])
         self.decay = bool((self.wd != 0).any())
         for name in ("diverged", "diverged_at", "steps_taken"):
             getattr(self, name).copy_(state[name])
