@@ -141,3 +141,44 @@ def test_unsupported_model_raises():
     with pytest.raises(ValueError, match="supports"):
         StackedSGD([torch.nn.Sequential(torch.nn.Linear(3, 2))], torch.zeros(4, 3), torch.zeros(4).long(),
                    lrs=[0.1], weight_decays=[0.0])
+
+
+def test_masked_update_matches_rows():
+    """The device path (whole-tensor masked update, no host reads) gives the CPU rows' numbers, divergence
+    included."""
+    x, y = dataset()
+    lrs = (LRS[0], 1e200, LRS[2])
+    rows = stacked(build("mlp", "bn_torch"), x, y, lrs, WDS)
+    sgd = StackedSGD(build("mlp", "bn_torch"), x, y, lrs=lrs, weight_decays=WDS, momentum=MOMENTUM,
+                     milestones=MILESTONES, gamma=GAMMA, steps_per_epoch=-(-N // B))
+    sgd.sync_free = True
+    batches = StackedBatches(N, B, shuffle_generators(SEEDS))
+    for _ in range(EPOCHS):
+        for idx in batches.epoch():
+            sgd.step(idx)
+    assert torch.equal(sgd.diverged, rows.diverged) and torch.equal(sgd.diverged_at, rows.diverged_at)
+    assert torch.equal(sgd.steps_taken, rows.steps_taken)
+    assert (sgd.flat - rows.flat).abs().max().item() < TOL
+    assert (sgd.stat_flat - rows.stat_flat).abs().max().item() < TOL
+
+
+def test_weights_only_decay():
+    """wd_on=weights_only: λ_r on the ≥ 2-dim parameters only, as make_optimizer's two parameter groups."""
+    x, y = dataset()
+    models = build("mlp", "bn_torch")
+    ref = []
+    for model, lr, wd, gen in zip(copy.deepcopy(models), LRS, WDS, shuffle_generators(SEEDS)):
+        params = list(model.parameters())
+        opt = torch.optim.SGD([{"params": [p for p in params if p.dim() >= 2]},
+                               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
+                              lr=lr, momentum=MOMENTUM, weight_decay=wd)
+        for idx in epoch_batches(N, B, gen, "cpu", "shuffle", 0):
+            opt.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+        ref.append(model)
+    sgd = StackedSGD(models, x, y, lrs=LRS, weight_decays=WDS, momentum=MOMENTUM, wd_on="weights_only")
+    for idx in StackedBatches(N, B, shuffle_generators(SEEDS)).epoch():
+        sgd.step(idx)
+    for got, want in zip(sgd.models(), ref):
+        assert_same(got, want)
