@@ -15,10 +15,12 @@ never mix. Per layer kind (``P[name]``: the ``(R, *shape)`` view of a stacked pa
 * activations are elementwise modules (``bnexp.nn.activations``), applied as they are;
 * ``nn.Identity`` norms are skipped.
 
-Written out rather than ``vmap(functional_call)``: measured on the 2-core CPU (MLP-BN-5-64, B = 8, R = 12,
-float32, 1 thread), the vmapped forward + backward trained at 2.3× the plain loop, these batched matmuls at
-3.4× before the other savings of :mod:`bnexp.training.stacked.sgd`; and the running statistics need no
-in-place buffer updates under vmap.
+Linear and BN are autograd Functions whose backward writes the parameter gradients straight into the
+gradient buffer's views (``out=``); activations and the loss go through autograd as usual, and an autograd
+"token" (a 0-dim leaf every Function takes) keeps the graph alive from the first layer. Written out rather than
+``vmap(functional_call)``: on the 2-core CPU (MLP-BN-5-64, B = 8, R = 12, float32, 1 thread) the vmapped
+version trains at 2.5× the plain loop, this one (with the update of :mod:`~bnexp.training.stacked.sgd`) at
+4.4× (``make bench-lowrank``); and the running statistics need no in-place buffer updates under vmap.
 
 Supported models: ``bnexp.nn.mlp.MLP`` (every ``order``) and ``bnexp.nn.resblock.ResBlockMLP``, with norms
 ``bn_torch`` or ``none``; anything else raises ``ValueError`` naming what is missing.

@@ -15,14 +15,16 @@ parameter, so row r of the gradient is replicate r's own.
 
 Divergence: a replicate whose loss or gradient is non-finite at a step is frozen *before* that step is applied:
 its parameters, running statistics and momentum buffer keep their last finite values, ``diverged[r]`` is set
-and ``diverged_at[r]`` records the step t; the others go on, nothing raises. On the CPU the check is one
-host read per step (free there) that picks a three-pass update when every replicate is live, and a masked
-(``torch.where``) update otherwise; on CUDA the masked update always runs, so no step syncs with the host.
+and ``diverged_at[r]`` records the step t; the others go on, nothing raises. On the CPU the flags are read on
+the host (free there) and each live replicate's row is updated with its own Python scalars, exactly the
+operations of ``torch.optim.SGD`` (frozen rows are skipped); on CUDA one masked (``torch.where``) whole-tensor
+update runs instead, so that no step syncs with the host.
 
-Layout (:mod:`bnexp.training.stacked.flat`): all parameters are one ``(R, P)`` leaf, the BN running statistics
-one ``(R, S)`` tensor, the momentum buffers one ``(R, P)`` tensor; the update is a few whole-tensor in-place
-operations. ``models()`` writes the state back into the replicates' own ``nn.Module`` s (parameters, running
-statistics, ``num_batches_tracked``) so that every per-model measurement runs on them unchanged.
+Layout (:mod:`bnexp.training.stacked.flat`): all parameters are one ``(R, P)`` tensor, the BN running
+statistics one ``(R, S)`` tensor, the gradients and the momentum buffers one ``(R, P)`` tensor each, so the
+update and the divergence check never loop over layers. ``models()`` writes the state back into the
+replicates' own ``nn.Module`` s (parameters, running statistics, ``num_batches_tracked``) so that every
+per-model measurement runs on them unchanged.
 """
 
 from __future__ import annotations
