@@ -19,6 +19,7 @@ import math
 
 import pandas as pd
 
+from bnexp.figures import stats, style
 from bnexp.figures.stats import at_step, pick
 
 # Quick: a fixed random subset of 2 000 Fashion-MNIST training images (the same for every run of a figure).
@@ -48,3 +49,17 @@ def value_at(df: pd.DataFrame, metric: str, step: int, **eq) -> float:
     sub = pick(df, metric, **eq)
     sub = sub[sub["step"] == step]
     return float(sub["value"].mean()) if len(sub) else math.nan
+
+
+def rank_and_accuracy(top, bottom, df: pd.DataFrame, key: str, label, title: str) -> None:
+    """One column of the paper's Figs 2–5 layout: the average rank against epoch (``top``) and the train (solid,
+    full split in eval mode) and test (dashed) accuracy (``bottom``), one line per value of config column ``key``."""
+    style.bands(top, pick(df, "avg_rank"), "step", key, label=label, marker="")
+    style.bands(bottom, pick(df, "train_full_acc"), "step", key, label=label, marker="")
+    style.bands(bottom, pick(df, "test_acc"), "step", key, label=lambda v: "", marker="", linestyle="--")
+    top.set_title(title)
+    top.set_ylabel("average rank")
+    bottom.set_ylabel("accuracy (train —, test --)")
+    top.legend()
+    for ax in (top, bottom):
+        ax.set_xlabel(stats.step_label(df))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnexp.figures import Claim, Costs, Figure, PaperCaption, RunGrid, register, stats, style
-from bnexp.figures.lowrank import FMNIST_2000, PROTO, QUICK_NET, final_by
+from bnexp.figures.lowrank import FMNIST_2000, PROTO, QUICK_NET, final_by, rank_and_accuracy
 
 QUICK_B = [8, 32, 128]
 SMOKE_B = [8, 128]
@@ -46,17 +46,9 @@ def plot(title: str):
         for col, (key, df, lr, fmt) in enumerate(columns):
             sub = df if lr is None else stats.pick(df, optim__lr=lr)
             top, bottom = axes[col], axes[len(columns) + col]
-            style.bands(top, stats.pick(sub, "avg_rank"), "step", key, label=fmt.format, marker="")
-            style.bands(bottom, stats.pick(sub, "train_full_acc"), "step", key, label=fmt.format, marker="")
-            style.bands(bottom, stats.pick(sub, "test_acc"), "step", key, label=lambda v: "", marker="",
-                        linestyle="--")
-            top.set_title(f"{title}, lr = {lr:g} ({scale})" if lr is not None
-                          else f"{title}, B = {int(sub['data.batch_size'].iloc[0])} ({scale})")
-            top.set_ylabel("average rank")
-            bottom.set_ylabel("accuracy (train —, test --)")
-            top.legend()
-            for ax in (top, bottom):
-                ax.set_xlabel(stats.step_label(sub))
+            heading = (f"{title}, lr = {lr:g} ({scale})" if lr is not None
+                       else f"{title}, B = {int(sub['data.batch_size'].iloc[0])} ({scale})")
+            rank_and_accuracy(top, bottom, sub, key, fmt.format, heading)
         return fig
 
     return draw

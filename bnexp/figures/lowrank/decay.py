@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnexp.figures import Claim, Costs, Figure, PaperCaption, RunGrid, register, stats, style
-from bnexp.figures.lowrank import FMNIST_2000, PROTO, QUICK_NET, final_by
+from bnexp.figures.lowrank import FMNIST_2000, PROTO, QUICK_NET, final_by, rank_and_accuracy
 
 QUICK = {**FMNIST_2000, **QUICK_NET, "optim.epochs": 30, "optim.lr": 0.05, "probe.rank_eps": 1e-3}
 SMOKE = {**PROTO, **QUICK_NET, "optim.epochs": 6, "optim.lr": 0.05, "probe.rank_eps": 1e-3}
@@ -38,15 +38,7 @@ def plot(frames, scale):
     panels.append((none, "data.batch_size", "B = {:g}".format, "λ = 0"))
     for col, (df, key, fmt, title) in enumerate(panels):
         top, bottom = axes[col], axes[n + col]
-        style.bands(top, stats.pick(df, "avg_rank"), "step", key, label=fmt, marker="")
-        style.bands(bottom, stats.pick(df, "train_full_acc"), "step", key, label=fmt, marker="")
-        style.bands(bottom, stats.pick(df, "test_acc"), "step", key, label=lambda v: "", marker="", linestyle="--")
-        top.set_title(f"MLP-BN, {title} ({scale})")
-        top.set_ylabel("average rank")
-        bottom.set_ylabel("accuracy (train —, test --)")
-        top.legend()
-        for ax in (top, bottom):
-            ax.set_xlabel(stats.step_label(df))
+        rank_and_accuracy(top, bottom, df, key, fmt, f"MLP-BN, {title} ({scale})")
     return fig
 
 
