@@ -153,10 +153,15 @@ def launch(command: str, args: list[str]) -> list[RunOutcome]:
         raise ConfigError("+exp", exp, f"it is written for the {engine.name} engine; run it with "
                           f"`bnexp {engine.name}`")
     runs = _sweep_overrides(args) if command == "sweep" else [[a for a in args if not _is_hydra_flag(a)]]
-    directories = []
+    cfgs, directories = [], []
     for overrides in runs:  # compose and validate every run before any work starts
         cfg = config.compose(engine.config_name, overrides)
         engines.validate(cfg)
+        if engine.name == "train":
+            from bnexp.engines.train_group import check_stack
+
+            check_stack(cfg)
+        cfgs.append(cfg)
         directories.append(results.run_dir(cfg))
     done = sum(results.is_done(d) for d in directories)
     if command == "sweep":
@@ -165,9 +170,13 @@ def launch(command: str, args: list[str]) -> list[RunOutcome]:
         if directories and not any(a.startswith("paths.outputs=") for a in args):
             # resolved here, not in the job: a reused worker process (joblib's) may carry another environment
             outputs = str(directories[0].parents[2].resolve())
+            for cfg in cfgs:
+                cfg.paths.outputs = outputs
             if not re.fullmatch(r"[\w/.+-]+", outputs):  # quoted for Hydra's override grammar
                 outputs = "'" + outputs.replace("\\", "\\\\").replace("'", "\\'") + "'"
             args = [*args, f"paths.outputs={outputs}"]
+        if command == "sweep" and engine.name == "train" and _basic_launcher(args):
+            _train_groups(cfgs, directories)
         hydra_main(engine.config_name, args, multirun=command == "sweep")
     outcomes = []
     for overrides, directory in zip(runs, directories):
@@ -175,6 +184,34 @@ def launch(command: str, args: list[str]) -> list[RunOutcome]:
         error = (results.read_status(directory) or {}).get("error") if state == "failed" else None
         outcomes.append(RunOutcome(overrides, directory, state, error))
     return outcomes
+
+
+def _basic_launcher(args: Sequence[str]) -> bool:
+    """Whether the sweep runs its jobs in this process (Hydra's basic launcher): only then are groups stacked."""
+    chosen = [a.split("=", 1)[1] for a in args if a.lstrip("+").startswith("hydra/launcher=")]
+    return not chosen or chosen[-1] == "basic"
+
+
+def _train_groups(cfgs: Sequence[DictConfig], directories: Sequence[Path]) -> None:
+    """Train the sweep's stackable runs group by group as one model each (:mod:`bnexp.engines.train_group`). A
+    group that fails is reported and its runs are left to the per-run jobs that follow, which redo them."""
+    from bnexp.engines import train_group
+
+    for members in train_group.plan(list(zip(cfgs, directories))):
+        differ = ", ".join(f"lr={m.optim.lr:g} wd={m.optim.weight_decay:g}" for m, _ in members)
+        print(f"[bnexp] {members[0][0].exp_name}: {len(members)} runs as one stacked model ({differ})", flush=True)
+        start = time.time()
+        try:
+            computed = train_group.run_group(members)
+        except Exception as err:  # the group's runs are marked failed; their own jobs come next and redo them
+            traceback.print_exc()
+            print(f"[bnexp] stacked group failed ({_first_line(err)}); its runs go one at a time", file=sys.stderr,
+                  flush=True)
+            continue
+        for directory in computed:
+            print(f"[bnexp] {members[0][0].exp_name}/{directory.name}: done (stacked) → {directory}", flush=True)
+        if computed:
+            print(f"[bnexp] stacked group of {len(computed)} done in {time.time() - start:.1f}s", flush=True)
 
 
 def report_sweep(outcomes: Sequence[RunOutcome]) -> int:

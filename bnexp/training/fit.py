@@ -68,7 +68,7 @@ from bnexp.training.optim import OptimSpec
 from bnexp.training.precision import Precision
 from bnexp.training.rng import forked_rng, pretrain_seeded, rng_state, set_rng_state, train_seed
 
-__all__ = ["Networks", "choose_lr", "train_all"]
+__all__ = ["Networks", "checkpoint_state", "choose_lr", "open_run", "train_all"]
 
 
 class Networks(Protocol):
@@ -93,6 +93,42 @@ def choose_lr(final_losses: list[float | None]) -> int:
         value = final_losses[g]
         return math.inf if value is None or math.isnan(value) else value
     return min(range(len(final_losses)), key=key)
+
+
+def open_run(cfg: DictConfig, writer, device: torch.device, precision: Precision, seeds: list[int],
+             optim: OptimSpec) -> tuple[dict | None, dict[str, dict]]:
+    """Start or reopen a training run's directory: notes its precision and step unit, finds the checkpoint to
+    continue from (:func:`_resume_state`; metrics.csv truncated to it) and brings ``spectra/`` in line with it
+    (cleared when starting over, the files after the checkpoint pruned when resuming). Returns ``(state,
+    notes)``: the checkpoint or None, and the run.json notes it carried (re-noted here)."""
+    directory = getattr(writer, "directory", None)
+    writer.note(precision=precision.describe(), step_unit="epoch" if optim.log_every is None else "iteration")
+    state = _resume_state(writer, cfg, device, precision) if directory is not None else None
+    if directory is not None and state is None:
+        spectra.clear(directory)
+    elif state is not None:  # the log points after the checkpoint are redone
+        trainer_state = state["trainer"]
+        done = trainer_state["epoch"] if optim.log_every is None else trainer_state["iteration"]
+        spectra.prune(directory, seeds[state["replicate"]], done)
+    notes: dict[str, dict] = {k: dict(v) for k, v in state["notes"].items()} if state is not None else {}
+    if notes:
+        writer.note(**notes)
+    if "diverged_at" in notes:
+        writer.note(diverged=True)
+    return state, notes
+
+
+def checkpoint_state(cfg: DictConfig, device: torch.device, precision: Precision, trainer: Trainer, writer,
+                     notes: dict, *, replicate: int = 0, grid_index: int = 0, held: list | None = None,
+                     finals: list | None = None, initial: dict | None = None) -> dict:
+    """What ``checkpoint.pt`` holds: the run's key, device and precision (a checkpoint of another is ignored),
+    the position (replicate, grid point), the grid's held rows and final losses, the run.json notes, the
+    pre-trained initial state, the trainer's state, torch's global generator (read inside the replicate's
+    ``forked_rng``) and the size of metrics.csv to truncate back to."""
+    return {"key": run_key(cfg), "device": device.type, "precision": precision.describe(),
+            "replicate": replicate, "grid_index": grid_index, "held": held if held is not None else [[]],
+            "finals": finals if finals is not None else [None], "notes": notes, "initial": initial or {},
+            "trainer": trainer.state_dict(), "rng": rng_state(device), "csv_bytes": writer.tell()}
 
 
 def _resume_state(writer, cfg: DictConfig, device: torch.device, precision: Precision) -> dict | None:
@@ -139,19 +175,7 @@ def train_all(cfg: DictConfig, writer, networks: Networks, *, seeds: list[int], 
     d_in, n_train = first[0][0].numel(), len(first[0])
     last_step = optim.epochs if optim.log_every is None else optim.epochs * optim.steps(n_train, batch, drop_last)
     precision = networks.precision(d_in)  # depends on the model class and device only
-    writer.note(precision=precision.describe(), step_unit="epoch" if optim.log_every is None else "iteration")
-    state = _resume_state(writer, cfg, device, precision) if path is not None else None
-    if directory is not None and state is None:
-        spectra.clear(directory)
-    elif state is not None:  # the log points after the checkpoint are redone
-        trainer_state = state["trainer"]
-        done = trainer_state["epoch"] if optim.log_every is None else trainer_state["iteration"]
-        spectra.prune(directory, seeds[state["replicate"]], done)
-    notes: dict[str, dict] = {k: dict(v) for k, v in state["notes"].items()} if state is not None else {}
-    if notes:
-        writer.note(**notes)
-    if "diverged_at" in notes:
-        writer.note(diverged=True)
+    state, notes = open_run(cfg, writer, device, precision, seeds, optim)
 
     for r, seed in enumerate(seeds):
         if state is not None and r < state["replicate"]:
@@ -192,12 +216,8 @@ def train_all(cfg: DictConfig, writer, networks: Networks, *, seeds: list[int], 
                              finals: list[float | None] = finals, initial: dict[str, Tensor] = initial) -> None:
                 if path is None or not (t.epoch % every == 0 or t.epoch == optim.epochs):
                     return
-                checkpoint.save(path, {
-                    "key": run_key(cfg), "device": device.type, "precision": precision.describe(),
-                    "replicate": r, "grid_index": g, "held": held, "finals": finals, "notes": notes,
-                    "initial": initial,
-                    "trainer": t.state_dict(), "rng": rng_state(device), "csv_bytes": writer.tell(),
-                })
+                checkpoint.save(path, checkpoint_state(cfg, device, precision, t, writer, notes, replicate=r,
+                                                       grid_index=g, held=held, finals=finals, initial=initial))
 
             with forked_rng(device, train_seed(seed)):
                 if is_resumed:

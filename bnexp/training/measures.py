@@ -179,7 +179,9 @@ class WeightRanks:
     values from one batched SVD per shape (:func:`bnexp.metrics.weights.weight_spectra`, float64):
 
     * ``weight_rank`` (layer k): #{σ_i(W_k/‖W_k‖_F) > ε}, ε = ``probe.rank_eps``; 0 where ‖W_k‖_F ≤
-      ``probe.zero_rtol``·‖W_k at step 0‖_F; nan where W_k has a non-finite entry (never decomposed);
+      ``probe.zero_rtol``·‖W_k at step 0‖_F; nan where W_k has a non-finite entry (never decomposed) and at
+      the log point where the run is found diverged (spec §A.20: a diverged run's rank is nan, whether its
+      weights or only its loss went non-finite);
     * ``weight_fro`` (layer k): ‖W_k‖_F = sqrt(Σσ_i²);
     * ``avg_rank``: the mean weight_rank over k < K−1 (every matrix but the readout), over all K with
       ``probe.rank_include_output``;
@@ -211,10 +213,11 @@ class WeightRanks:
         if self.fro0 is None:  # step 0
             self.fro0 = fro.clone()
         ranks = torch.stack([weight_rank(sv, f0, self.eps, self.zero_rtol) for sv, f0 in zip(spectra, self.fro0)])
-        hidden = ranks if self.include_output or len(ranks) == 1 else ranks[:-1]
         now = torch.stack([~torch.isfinite(p.detach()).all() for p in trainer.model.parameters()]).any()
         now = now | ~torch.isfinite(trainer.loss_sum)
         self.diverged = now if self.diverged is None else self.diverged.to(now.device) | now
+        ranks = torch.where(self.diverged.to(ranks.device), torch.nan, ranks)  # spec: a diverged run's rank is nan
+        hidden = ranks if self.include_output or len(ranks) == 1 else ranks[:-1]
         items: list[Item] = [(k, "weight_rank", r) for k, r in enumerate(ranks)]
         items += [(k, "weight_fro", f) for k, f in enumerate(fro)]
         items += [(None, "avg_rank", hidden.mean()), (None, "mean_weight_norm", fro.mean())]
