@@ -17,6 +17,7 @@ is shared); the ratio is stacked / loop. Results: docs/performance.md.
 
     python scripts/bench_lowrank.py                               # = make bench-lowrank
     python scripts/bench_lowrank.py --batches 8 --threads 1 --variants loop,stacked --repeats 5
+    python scripts/bench_lowrank.py --device cuda --threads 1      # on a GPU
 """
 
 from __future__ import annotations
@@ -37,13 +38,21 @@ N, D_IN, K = 2000, 784, 10
 MOMENTUM, WD = 0.9, 5e-4
 
 
+DEVICE = torch.device("cpu")  # --device
+
+
 def setup(R: int, depth: int, width: int, seed: int = 0):
     torch.manual_seed(seed)
-    x = torch.randn(N, D_IN)
-    y = torch.randint(0, K, (N,))
-    models = [MLP(D_IN, width, depth, K, norm="bn_torch", act="relu") for _ in range(R)]
+    x = torch.randn(N, D_IN).to(DEVICE)
+    y = torch.randint(0, K, (N,)).to(DEVICE)
+    models = [MLP(D_IN, width, depth, K, norm="bn_torch", act="relu").to(DEVICE) for _ in range(R)]
     lrs = [0.01 * (1 + r % 4) for r in range(R)]
     return x, y, models, lrs
+
+
+def _sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
 
 
 def generators(R: int) -> list[torch.Generator]:
@@ -59,12 +68,13 @@ def run_loop(x, y, models, lrs, B: int, steps: int) -> float:
         for r, (model, opt) in enumerate(zip(models, opts)):
             idx = next(streams[r], None)
             if idx is None:
-                streams[r] = iter(epoch_batches(N, B, gens[r], "cpu", "shuffle", 0))
+                streams[r] = iter(epoch_batches(N, B, gens[r], DEVICE, "shuffle", 0))
                 idx = next(streams[r])
             loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    _sync()
     return time.perf_counter() - start
 
 
@@ -72,15 +82,16 @@ def run_vmap(x, y, models, lrs, B: int, steps: int) -> float:
     params, buffers = stack_module_state(models)
     names, tensors = list(params), list(params.values())
     base = models[0]
-    lr = torch.tensor(lrs).view(-1, 1)
+    lr = torch.tensor(lrs, device=DEVICE).view(-1, 1)
     moms = [torch.zeros_like(t) for t in tensors]
 
     def loss_of(p, b, xb, yb):
         return F.cross_entropy(functional_call(base, (p, b), (xb,)), yb)
 
     losses_of = vmap(loss_of)
-    batches = StackedBatches(N, B, generators(len(models)))
+    batches = StackedBatches(N, B, generators(len(models)), DEVICE)
     stream = iter(())
+    _sync()
     start = time.perf_counter()
     for _ in range(steps):
         idx = next(stream, None)
@@ -94,13 +105,15 @@ def run_vmap(x, y, models, lrs, B: int, steps: int) -> float:
                 g.add_(p, alpha=WD)
                 torch.add(g, m, alpha=MOMENTUM, out=m)
                 p.addcmul_(m, lr.view(-1, *([1] * (p.dim() - 1))), value=-1.0)
+    _sync()
     return time.perf_counter() - start
 
 
 def run_stacked(x, y, models, lrs, B: int, steps: int) -> float:
     sgd = StackedSGD(models, x, y, lrs=lrs, weight_decays=[WD] * len(models), momentum=MOMENTUM)
-    batches = StackedBatches(N, B, generators(len(models)))
+    batches = StackedBatches(N, B, generators(len(models)), DEVICE)
     stream = iter(())
+    _sync()
     start = time.perf_counter()
     for _ in range(steps):
         idx = next(stream, None)
@@ -108,6 +121,7 @@ def run_stacked(x, y, models, lrs, B: int, steps: int) -> float:
             stream = iter(batches.epoch())
             idx = next(stream)
         sgd.step(idx)
+    _sync()
     return time.perf_counter() - start
 
 
@@ -124,9 +138,13 @@ def main() -> None:
     ap.add_argument("--variants", default="loop,vmap,stacked")
     ap.add_argument("--seconds", type=float, default=2.0, help="rough time per measurement")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (--threads then sets the host's threads)")
     args = ap.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
     variants = args.variants.split(",")
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else platform.processor() or platform.machine()
+    print(f"# {where}, torch {torch.__version__}, "
           f"MLP-BN-{args.depth}-{args.width}, d_in {D_IN}, R = {args.replicates}, float32; "
           "replicate-steps/s, best of", args.repeats)
     print(f"{'threads':>7} {'B':>5} " + " ".join(f"{v:>9}" for v in variants) + "  stacked/loop")

@@ -5,7 +5,9 @@ a group or one run at a time; runs that cannot stack are left to the per-run pat
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import re
 from pathlib import Path
 
@@ -158,7 +160,7 @@ def test_a_bad_stack_setting_is_refused_before_any_work(tmp_path, capsys, monkey
     assert cli.main(["sweep", "+exp=lowrank_batch", *SETUP, *GRID, "runtime.stack=maybe"]) != 0
     assert re.search(r"runtime\.stack.*maybe.*auto or false", capsys.readouterr().err)
     assert not (tmp_path / "runs").exists()
-    with pytest.raises(ConfigError, match="runtime.stack"):
+    with pytest.raises(ConfigError, match=r"runtime\.stack"):
         train_group.check_stack(_cfg("runtime.stack=1"))
 
 
@@ -167,3 +169,19 @@ def test_the_stacked_rows_load_like_any_run(tmp_path, capsys, monkeypatch):
     frame = results.load_runs(list(_runs(tmp_path).values()))
     assert isinstance(frame, pd.DataFrame) and frame["run"].nunique() == 4
     assert set(frame["run.stacked"].dropna().str[:18]) == {"one model of 4 run"}
+
+
+def test_the_paper_cost_estimate_groups_runs_as_a_sweep_would():
+    """``make cost-lowrank`` (scripts/cost_lowrank.py): fig2's 18 paper-scale runs are six groups of three (one
+    per batch size, the learning rates stacked), and a group's measured step costs give its hours."""
+    spec = importlib.util.spec_from_file_location("cost_lowrank", Path(__file__).parents[1] / "scripts/cost_lowrank.py")
+    cost = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cost)
+    from bnexp import figures
+
+    fig = next(f for f in figures.all_figures() if f.id == "lowrank/fig2")
+    groups = cost.figure_groups(fig)
+    assert sorted((int(g[0].data.batch_size), len(g)) for g in groups) == [(b, 3) for b in (4, 8, 16, 32, 64, 128)]
+    row = cost.group_cost(groups[-1], seconds=0.01)
+    assert row["R"] == 3 and row["d_in"] == 3072 and row["steps"] == 500 * math.ceil(50_000 / row["B"])
+    assert row["loop_step"] > 0 and row["stacked_step"] > 0 and row["loop_h"] > row["steps"] * row["loop_step"] / 3600

@@ -136,13 +136,14 @@ FIG5_CAPTION = (
 BATCH_COSTS = dict(quick="≈ 45 s, 2-core CPU", data="CIFAR-10 (quick: Fashion-MNIST, 2 000 images)")
 FIG2_COSTS = Costs(paper="≈ 3–6 GPU-h, 1 GPU (spec estimate)", **BATCH_COSTS,
                    basis="Spec lowrank Fig 2: 18 runs, 500 epochs, ≈ 37 M SGD steps in all, launch-bound at "
-                         "≈ 0.3–0.6 ms/step on a GPU; not measured here (no GPU, no CIFAR-10).")
+                         "≈ 0.3–0.6 ms/step on a GPU (not measured: no GPU here). On a CPU thread (make cost-lowrank): 29 h one "
+                         "run at a time, 20 h in stacked groups.")
 FIG4_COSTS = Costs(paper="≈ 8–12 GPU-h, 1 GPU (spec estimate)", **BATCH_COSTS,
                    basis="Spec lowrank Fig 4: 18 runs of RES-BN-5-500 (4.1 M parameters), ≈ 37 M steps in all; "
-                         "not measured here.")
+                         "on a CPU thread (make cost-lowrank) 178 h one run at a time, 162 h stacked.")
 FIG5_COSTS = Costs(paper="≈ 6–10 GPU-h, 1 GPU (spec estimate)", **BATCH_COSTS,
-                   basis="Spec lowrank Fig 5: 18 runs of MLP-5-500 (2.5 M parameters), ≈ 37 M steps in all; not "
-                         "measured here.")
+                   basis="Spec lowrank Fig 5: 18 runs of MLP-5-500 (2.5 M parameters), ≈ 37 M steps in all; on "
+                         "a CPU thread (make cost-lowrank) 96 h one run at a time, 82 h stacked.")
 ROWS = ("In the (top) row we plot the average rank across layers during training and in the (bottom) row we plot "
         "the train and test accuracy rates for each setting.")
 

@@ -75,7 +75,8 @@ PAPER_CAPTION = PaperCaption("Figure 3", (
 COSTS = Costs(
     quick="≈ 45 s, 2-core CPU", paper="≈ 2–3 GPU-h, 1 GPU (spec estimate)",
     data="CIFAR-10 (quick: Fashion-MNIST, 2 000 images)",
-    basis="Spec lowrank Fig 3: 24 runs, ≈ 17.6 M SGD steps in all, launch-bound; ≈ 12 CPU-h; not measured here.")
+    basis="Spec lowrank Fig 3: 24 runs, ≈ 17.6 M SGD steps in all, launch-bound on a GPU; on a CPU thread (make "
+          "cost-lowrank) 19 h one run at a time, 13 h stacked.")
 
 register(Figure("lowrank/fig3", "Average rank vs weight decay, MLP-BN", CAPTION, RUNS, plot, claims, kind="train",
                 paper_caption=PAPER_CAPTION, costs=COSTS))
