@@ -40,7 +40,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from bnexp import config, data, engines
 from bnexp.engines import train
-from bnexp.probe import ProbeSpec
 from bnexp.runtime import DTYPES
 from bnexp.training.loop import Trainer
 from bnexp.training.optim import OptimSpec
@@ -62,7 +61,7 @@ def make_trainer(cfg, device: torch.device) -> Trainer:
     d_in = split[0][0].numel()
     optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
     return Trainer(networks.model(cfg.seed, d_in), split, networks.probe_batch(split[0], split[1]), seed=cfg.seed,
-                   lr=optim.lrs[0], optim=optim, spec=ProbeSpec.from_cfg(cfg.probe, train.feature_layers(cfg)),
+                   lr=optim.lrs[0], optim=optim, spec=train.probe_spec(cfg),
                    batch_size=cfg.data.batch_size, drop_last=bool(cfg.data.drop_last),
                    precision=networks.precision(d_in))
 

@@ -3,6 +3,7 @@ options ``probe.batches``, ``probe.input`` and ``probe.weight_metrics``."""
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -265,11 +266,13 @@ def _base(item_name: str) -> str:
     return WRITTEN_BY.get(name, name)
 
 
-@pytest.fixture(scope="module", params=["bn_torch", "none"])
+@pytest.fixture(scope="module", params=["bn_torch", "none", "bn_torch mse"])
 def both_paths(request):
-    """Rows of ``probe.probe`` per seed and of ``probe_stacked`` of the same models, every option on."""
-    cfg = _cfg(*EVERYTHING, f"norm={request.param}", "act=tanh")
-    spec = probe.ProbeSpec.from_cfg(cfg.probe, cfg.model.depth)
+    """Rows of ``probe.probe`` per seed and of ``probe_stacked`` of the same models, every option on (and the
+    squared-error loss of ``optim.loss=mse``)."""
+    norm, *loss = request.param.split()
+    cfg = _cfg(*EVERYTHING, f"norm={norm}", "act=tanh")
+    spec = dataclasses.replace(probe.ProbeSpec.from_cfg(cfg.probe, cfg.model.depth), loss=(loss or ["ce"])[0])
     seeds, single, batches = [7, 8, 9], [], []
     for seed in seeds:
         model, x_train, y_train = _model_and_data(cfg, seed)

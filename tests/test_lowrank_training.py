@@ -382,3 +382,28 @@ def test_a_killed_run_resumes_to_the_same_metrics_and_spectra(outputs, monkeypat
     for key, spectra in clean_spectra.items():
         for a, b in zip(spectra, resumed[key]):
             np.testing.assert_array_equal(a, b)
+
+
+def test_the_probe_measures_the_loss_the_run_trains_on():
+    """With ``optim.loss=mse`` the probe's ``loss`` row is the batch's mean squared error to one-hot targets (and
+    its ``grad_norm`` that loss's gradient), computed here independently in float64; ``ce`` stays cross-entropy."""
+    from bnexp.probe import probe
+
+    for loss in ("ce", "mse"):
+        cfg = _cfg("optim.epochs=1", f"+optim.loss={loss}")
+        spec = train.probe_spec(cfg)
+        assert spec.loss == loss
+        x, y, *_ = data.make_dataset(cfg.data, 0, "cpu", torch.float64)
+        model = train.make_model(cfg, x[0].numel(), int(cfg.data.n_classes), 0)
+        xb, yb = x[:12], y[:12]
+        items = {(layer, name): float(v) for layer, name, v in probe(model, xb, yb, spec)}
+        model.train()
+        logits = model(xb)
+        if loss == "mse":
+            want = ((logits - F.one_hot(yb, logits.shape[1]).double()) ** 2).mean()
+        else:
+            want = F.cross_entropy(logits, yb)
+        assert items[(None, "loss")] == pytest.approx(want.item(), rel=1e-12)
+        weight = model.weight_layers()[0].weight
+        (grad,) = torch.autograd.grad(want, weight)
+        assert items[(0, "grad_norm")] == pytest.approx(float(grad.norm()), rel=1e-9)

@@ -9,7 +9,8 @@ For each replicate r (seed = cfg.seed + r) it builds the data and the model and 
 ``(seed, step, layer, metric, value)``:
 
 * ``optim.epochs = 0`` — one forward of the probe batch (the first ``data.batch_size`` training samples)
-  in train mode (batch statistics) and one backward of its mean cross-entropy. Step 0 rows: the
+  in train mode (batch statistics) and one backward of its mean loss (``optim.loss``: cross-entropy by
+  default, ``mse`` squared error to one-hot targets; :func:`probe_spec`). Step 0 rows: the
   ``probe.metrics`` of representation ``probe.point`` for each hidden layer ℓ in ``probe.layers``
   (layer = ℓ, 0-indexed: ℓ = 0 is the first hidden layer), ``grad_norm`` per *weight* layer k of
   ``model.weight_layers()`` (layer = k; MLP: k = 0 is fc_0, the input projection, and k = depth the
@@ -60,6 +61,7 @@ point. CPU runs are reproducible: the same config gives the same metrics.csv byt
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -84,11 +86,11 @@ from bnexp.probe import (
 )
 from bnexp.runtime import DTYPES, check_threads, resolve_device
 from bnexp.training import fit
-from bnexp.training.optim import OptimSpec
+from bnexp.training.optim import LOSSES, OptimSpec
 from bnexp.training.precision import Precision, check_amp, is_conv, precision_plan
 from bnexp.training.rng import pretrain_seeded
 
-__all__ = ["Networks", "choose_threads", "feature_layers", "make_model", "run", "validate"]
+__all__ = ["Networks", "choose_threads", "feature_layers", "make_model", "probe_spec", "run", "validate"]
 
 SMALL_WIDTH = 256  # runtime.threads=auto: one BLAS thread up to this width (small per-op work)
 
@@ -114,6 +116,13 @@ def feature_layers(cfg: DictConfig) -> int:
     return int(cfg.model.depth) + getattr(MODELS.get(cfg.model.name), "EXTRA_FEATURE_LAYERS", 0)
 
 
+def probe_spec(cfg: DictConfig) -> ProbeSpec:
+    """The validated ``probe`` section of ``cfg``, measuring the probe batch's loss with the run's ``optim.loss``
+    (its ``loss`` row and the gradients of ``grad_norm``: what the run trains on)."""
+    loss = choose("optim.loss", cfg.optim.get("loss", "ce"), LOSSES)
+    return dataclasses.replace(ProbeSpec.from_cfg(cfg.probe, feature_layers(cfg)), loss=loss)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the key of the first impossible value, before any work."""
     choose("model.name", cfg.model.get("name"), MODELS)
@@ -124,7 +133,7 @@ def validate(cfg: DictConfig) -> None:
     choose("init.name", cfg.init.get("name"), INITS)
     check_number("init.gain", cfg.init.get("gain", 1.0), 0.0, open_lo=True)
     data.validate(cfg.data)
-    spec = ProbeSpec.from_cfg(cfg.probe, feature_layers(cfg))
+    spec = probe_spec(cfg)
     optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
     epochs = optim.epochs
     choose("dtype", cfg.get("dtype"), DTYPES)
@@ -360,7 +369,7 @@ def run(cfg: DictConfig, writer) -> None:
     validate(cfg)
     device = resolve_device(cfg.runtime.device, prefer_cuda=True)
     dtype = DTYPES[cfg.dtype]
-    spec = ProbeSpec.from_cfg(cfg.probe, feature_layers(cfg))
+    spec = probe_spec(cfg)
     optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
     previous = torch.get_num_threads()
     setting = check_batch_seeds(cfg.runtime.get("batch_seeds", "auto"))

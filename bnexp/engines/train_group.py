@@ -40,9 +40,8 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from bnexp import data, results
-from bnexp.engines.train import Networks, choose_threads, feature_layers
+from bnexp.engines.train import Networks, choose_threads, probe_spec
 from bnexp.errors import ConfigError
-from bnexp.probe import ProbeSpec
 from bnexp.results import spectra
 from bnexp.runtime import DTYPES, resolve_device
 from bnexp.training import checkpoint, fit
@@ -156,7 +155,7 @@ def train_stacked(cfgs: Sequence[DictConfig], writers: Sequence, device: torch.d
     """Train the runs ``cfgs`` (one group) as one stacked model, appending each run's rows to its writer."""
     cfg0 = cfgs[0]
     dtype = DTYPES[cfg0.dtype]
-    spec = ProbeSpec.from_cfg(cfg0.probe, feature_layers(cfg0))
+    spec = probe_spec(cfg0)
     optims = [OptimSpec.from_cfg(c.optim, c.data) for c in cfgs]
     optim = optims[0]
     seeds = [int(c.seed) for c in cfgs]

@@ -7,7 +7,8 @@ comes out in the same order. Items per replicate, in this order:
 
 1. with ``probe.input``: ``probe.metrics`` of the flattened input batch, layer −1;
 2. per hidden layer ℓ in ``probe.layers``: ``probe.metrics`` of representation ``probe.point``;
-3. ``(None, "loss", ·)``, the mean cross-entropy of the batch;
+3. ``(None, "loss", ·)``, the mean loss of the batch (``ProbeSpec.loss``: cross-entropy, or the squared error to
+   one-hot targets of ``optim.loss=mse``);
 4. with ``probe.grad_norms``: ``(k, "grad_norm", ·)`` per weight layer k of ``model.weight_layers()``;
 5. with ``probe.alignment`` (rank paper Fig. 10, spec §0.4), whole-network rows on the first m samples:
    ``grad_alignment`` = A_last = mean_{i<j} |cos(h_{L,i}, h_{L,j})|, h_L the input of the readout (the last
@@ -52,7 +53,7 @@ class ProbeTensors:
     """A probe's raw tensors, each with a leading replicate dimension R (R = 1 for one model)."""
 
     reps: list[tuple[int, Tensor]]  # (ℓ, h_ℓ (R, n, d)) for the chosen hidden layers, ordered by ℓ
-    loss: Tensor  # (R,) mean cross-entropy
+    loss: Tensor  # (R,) mean loss (ProbeSpec.loss)
     inputs: Tensor | None = None  # (R, n, d_in): the flattened probe batch (probe.input)
     grad_norms: Tensor | None = None  # (R, K) float64
     readout_input: Tensor | None = None  # (R, m, d): h_L of the first m samples (probe.alignment)

@@ -23,11 +23,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnexp import metrics
 
-__all__ = ["frobenius64", "grad_norms", "norms_of", "per_sample_cosine"]
+__all__ = ["frobenius64", "grad_norms", "norms_of", "per_sample_cosine", "sample_losses"]
 
 
 def frobenius64(g: Tensor, batch_dims: int = 0) -> Tensor:
@@ -47,6 +48,14 @@ def norms_of(grads: Sequence[Tensor | None], weights: Sequence[Tensor], batch_di
     """``(*replicates, K)`` float64: :func:`frobenius64` of each gradient (0 where a weight is unused)."""
     zeros = [torch.zeros(w.shape[:batch_dims], dtype=torch.float64, device=w.device) for w in weights]
     return torch.stack([frobenius64(g, batch_dims) if g is not None else zero for g, zero in zip(grads, zeros)], -1)
+
+
+def sample_losses(logits: Tensor, y: Tensor, loss: str = "ce") -> Tensor:
+    """Per-sample losses of ``logits`` (..., n, k) against labels ``y`` (..., n): ``ce`` cross-entropy, ``mse``
+    the mean over the k classes of (logit − one_hot(y))², as ``optim.loss`` trains."""
+    if loss == "mse":
+        return (logits - F.one_hot(y, logits.shape[-1]).to(logits.dtype)).square().mean(-1)
+    return F.cross_entropy(logits, y, reduction="none")
 
 
 def grad_norms(model: nn.Module, loss: Tensor, *, retain_graph: bool = False) -> Tensor:

@@ -15,12 +15,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError
 from bnexp.probe.assemble import Item, ProbeTensors, assemble
-from bnexp.probe.gradients import grad_norms, per_sample_cosine
+from bnexp.probe.gradients import grad_norms, per_sample_cosine, sample_losses
 from bnexp.probe.spec import POINTS, ProbeSpec, layer_indices
 
 __all__ = ["dropout_off", "preserved_buffers", "probe", "readout_inputs", "representations"]
@@ -93,7 +92,7 @@ def probe(model: nn.Module, x: Tensor, y: Tensor, spec: ProbeSpec, *, weights: b
     with (readout_inputs(model, spec.alignment) as captured, preserved_buffers(model), dropout_off(model),
           torch.set_grad_enabled(needs_graph)):
         logits, features = model.forward_features(x)
-        losses = F.cross_entropy(logits, y, reduction="none")
+        losses = sample_losses(logits, y, spec.loss)
         loss = losses.mean()
         norms = grad_norms(model, loss, retain_graph=spec.alignment) if spec.grad_norms else None
         readout = cosine = None

@@ -40,6 +40,7 @@ class ProbeSpec:
     rank_include_output: bool = False  # avg_rank over the readout too
     spectra: bool = False  # every weight matrix's singular values per log point, in the run directory
     train_pass: bool = False  # train_full_loss, train_full_acc: an eval-mode pass over the training set
+    loss: str = "ce"  # the probe batch's loss (its ``loss`` row, gradients): the run's optim.loss, ce | mse
 
     @property
     def options(self) -> dict:

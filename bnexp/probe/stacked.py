@@ -48,7 +48,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from bnexp.errors import ConfigError
 from bnexp.probe.assemble import Item, ProbeTensors, assemble
-from bnexp.probe.gradients import norms_of, per_sample_cosine
+from bnexp.probe.gradients import norms_of, per_sample_cosine, sample_losses
 from bnexp.probe.single import dropout_off, readout_inputs
 from bnexp.probe.spec import ProbeSpec, layer_indices
 
@@ -212,9 +212,11 @@ def probe_stacked(st: Stack, x: Tensor, y: Tensor, spec: ProbeSpec, *, weights: 
             logits, features = functional_call(st.wrapper, (params, buffers), (xb,), strict=True)
             chosen[:] = layer_indices(spec.layers, len(features))
             reps = [features[layer][spec.point] for layer in chosen]
-            if not spec.alignment:
+            if not spec.alignment and spec.loss == "ce":
                 return F.cross_entropy(logits, yb), reps
-            losses = F.cross_entropy(logits, yb, reduction="none")
+            losses = sample_losses(logits, yb, spec.loss)
+            if not spec.alignment:
+                return losses.mean(), reps
             return losses.mean(), reps, losses[:m], captured[-1][:m].flatten(1)
 
         out = vmap(one, randomness="error")(st.params, st.buffers, x, y)

@@ -28,8 +28,8 @@ Optional (the low-rank paper; ``probe.*`` keys, off by default), after those:
 
 Passes run in chunks of ``data.batch_size`` (:func:`evaluate`; norms without running statistics — bn_theory,
 bn_center — normalise with each chunk's statistics, as in training). Their loss is ``optim.loss`` (``ce`` or
-``mse``, :func:`bnexp.training.optim.loss_of`); the probe's own ``loss`` row stays the cross-entropy of the probe
-batch (``bnexp.probe``).
+``mse``, :func:`bnexp.training.optim.loss_of`), and so is the probe's own ``loss`` row and the gradients of its
+``grad_norm`` (``ProbeSpec.loss``, set by ``engines.train.probe_spec``).
 """
 
 from __future__ import annotations

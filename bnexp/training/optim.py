@@ -44,6 +44,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, check_int, check_number, choose
+from bnexp.probe.gradients import sample_losses
 
 __all__ = ["LOSSES", "OPTIMIZERS", "SAMPLINGS", "SCHEDULES", "WD_CONVENTIONS", "WD_ON", "LRFactor", "OptimSpec",
            "epoch_batches", "loss_of", "make_optimizer", "make_scheduler"]
@@ -168,8 +169,7 @@ def loss_of(name: str, logits: Tensor, y: Tensor, reduction: str = "mean") -> Te
     per sample. ``reduction``: ``mean`` over the batch (so ``mse`` is the mean over batch × classes) or ``sum``.
     """
     if name == "mse":
-        target = F.one_hot(y, logits.shape[-1]).to(logits.dtype)
-        per_sample = F.mse_loss(logits, target, reduction="none").mean(-1)
+        per_sample = sample_losses(logits, y, "mse")
         return per_sample.mean() if reduction == "mean" else per_sample.sum()
     return F.cross_entropy(logits, y, reduction=reduction)
 

@@ -136,8 +136,8 @@ FIG5_CAPTION = (
 BATCH_COSTS = dict(quick="≈ 45 s, 2-core CPU", data="CIFAR-10 (quick: Fashion-MNIST, 2 000 images)")
 FIG2_COSTS = Costs(paper="≈ 3–6 GPU-h, 1 GPU (spec estimate)", **BATCH_COSTS,
                    basis="Spec lowrank Fig 2: 18 runs, 500 epochs, ≈ 37 M SGD steps in all, launch-bound at "
-                         "≈ 0.3–0.6 ms/step on a GPU (not measured: no GPU here). On a CPU thread (make cost-lowrank): 29 h one "
-                         "run at a time, 20 h in stacked groups.")
+                         "≈ 0.3–0.6 ms/step on a GPU (not measured: no GPU here). On a CPU thread (make "
+                         "cost-lowrank): 29 h one run at a time, 20 h in stacked groups.")
 FIG4_COSTS = Costs(paper="≈ 8–12 GPU-h, 1 GPU (spec estimate)", **BATCH_COSTS,
                    basis="Spec lowrank Fig 4: 18 runs of RES-BN-5-500 (4.1 M parameters), ≈ 37 M steps in all; "
                          "on a CPU thread (make cost-lowrank) 178 h one run at a time, 162 h stacked.")

@@ -113,8 +113,8 @@ COSTS = Costs(
     quick="≈ 40 s, 2-core CPU", paper="≈ 10–20 GPU-h, 1 GPU (spec estimate)", data="MNIST, CIFAR-10 (quick: "
     "Fashion-MNIST, 2 000 images)",
     basis="Spec lowrank Fig 1: 20 runs of MLP-5-2000 (17.6–22 M parameters), 782 k–938 k SGD steps each at "
-          "≈ 17 GFLOP a step plus per-epoch SVDs of 2000×2000 matrices, ≈ 0.3–1 GPU-h a run; on a CPU thread (make cost-lowrank) "
-          "≈ 750 h, stacked or not (compute-bound).")
+          "≈ 17 GFLOP a step plus per-epoch SVDs of 2000×2000 matrices, ≈ 0.3–1 GPU-h a run; on a CPU thread "
+          "(make cost-lowrank) ≈ 750 h, stacked or not (compute-bound).")
 
 register(Figure("lowrank/fig1", "SGD with weight decay does not converge", CAPTION, RUNS, plot, claims,
                 kind="train", paper_caption=PAPER_CAPTION, costs=COSTS))
