@@ -230,7 +230,7 @@ def _load_optimizer_state(sgd: StackedSGD, trainers: list[Trainer]) -> None:
     sgd.iteration = trainers[0].iteration
     for r, trainer in enumerate(trainers):
         if trainer.stopped:
-            sgd.diverged[r] = True
+            sgd.freeze(r)
         if sgd.buf is None:
             continue
         for name, p in trainer.model.named_parameters():
@@ -283,10 +283,10 @@ def _fit(sgd: StackedSGD, batches: StackedBatches, trainers: list[Trainer], writ
             trainer.correct, trainer.seen = correct[r], seen
             with forked_rng(device, train_seed(trainer.seed)):
                 writers[r].append(trainer.log(epoch))
-            if trainer.stopped:
+            if trainer.stopped:  # diverged, or the early-stop rule: its run ends here, as alone
                 live[r] = False
-                notes[r].setdefault("diverged_at", {})[str(trainer.seed)] = trainer.at_step
-                writers[r].note(diverged=True, diverged_at=notes[r]["diverged_at"])
+                sgd.freeze(r)
+                fit.note_stop(writers[r], notes[r], trainer)
         loss_sum.zero_()
         correct.zero_()
         if epoch % every == 0 or epoch == epochs:

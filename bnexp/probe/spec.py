@@ -14,6 +14,10 @@ from bnexp.errors import ConfigError, check_bool, check_int, check_number
 __all__ = ["POINTS", "ProbeSpec", "layer_indices"]
 
 POINTS = ("pre", "norm", "post")
+# probe.bn_eval — what BN normalises with in the eval-mode passes of training log points (bnexp.training.measures):
+# its running averages (PyTorch's eval mode, the low-rank paper's code) or the statistics of the full training set
+# (the paper's text, spec lowrank §1.2)
+BN_EVAL = ("running", "full_train_stats")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class ProbeSpec:
     rank_include_output: bool = False  # avg_rank over the readout too
     spectra: bool = False  # every weight matrix's singular values per log point, in the run directory
     train_pass: bool = False  # train_full_loss, train_full_acc: an eval-mode pass over the training set
+    dist_normalize: bool = False  # weight_distance: each ‖W_t − W_prev‖_F divided by ‖W_prev‖_F
+    bn_eval: str = "running"  # eval-mode passes: BN running statistics | full_train_stats (one full-set pass)
     loss: str = "ce"  # the probe batch's loss (its ``loss`` row, gradients): the run's optim.loss, ce | mse
 
     @property
@@ -75,10 +81,15 @@ class ProbeSpec:
             raise ConfigError("probe.spectra", spectra, "false unless probe.weight_ranks is true (the spectra are "
                               "those of the weight-rank rows)")
         train_pass = check_bool("probe.train_pass", cfg.get("train_pass", False))
+        dist_normalize = check_bool("probe.dist_normalize", cfg.get("dist_normalize", False))
+        bn_eval = cfg.get("bn_eval", "running")
+        if bn_eval not in BN_EVAL:
+            raise ConfigError("probe.bn_eval", bn_eval, BN_EVAL)
         return cls(metrics=names, point=cfg.point, layers=layers, grad_norms=grads, tau=tau, top_k=top_k,
                    rank_tol=tol, batches=batches, input=inputs, weight_metrics=weight_names, alignment=alignment,
                    alignment_samples=samples, weight_ranks=weight_ranks, rank_eps=rank_eps, zero_rtol=zero_rtol,
-                   rank_include_output=include_output, spectra=spectra, train_pass=train_pass)
+                   rank_include_output=include_output, spectra=spectra, train_pass=train_pass,
+                   dist_normalize=dist_normalize, bn_eval=bn_eval)
 
 
 def _metric_names(key: str, names, example: str) -> tuple[str, ...]:

@@ -68,7 +68,7 @@ from bnexp.training.optim import OptimSpec
 from bnexp.training.precision import Precision
 from bnexp.training.rng import forked_rng, pretrain_seeded, rng_state, set_rng_state, train_seed
 
-__all__ = ["Networks", "checkpoint_state", "choose_lr", "open_run", "train_all"]
+__all__ = ["Networks", "checkpoint_state", "choose_lr", "note_stop", "open_run", "train_all"]
 
 
 class Networks(Protocol):
@@ -116,6 +116,17 @@ def open_run(cfg: DictConfig, writer, device: torch.device, precision: Precision
     if "diverged_at" in notes:
         writer.note(diverged=True)
     return state, notes
+
+
+def note_stop(writer, notes: dict, trainer: Trainer) -> None:
+    """Record in run.json (and ``notes``, carried by checkpoints) where and why ``trainer``'s run ended early:
+    ``diverged: true`` with ``diverged_at = {seed: step}``, or ``stopped_early = {seed: step}``."""
+    if trainer.stop_reason == "early_stop":
+        notes.setdefault("stopped_early", {})[str(trainer.seed)] = trainer.at_step
+        writer.note(stopped_early=notes["stopped_early"])
+    else:
+        notes.setdefault("diverged_at", {})[str(trainer.seed)] = trainer.at_step
+        writer.note(diverged=True, diverged_at=notes["diverged_at"])
 
 
 def checkpoint_state(cfg: DictConfig, device: torch.device, precision: Precision, trainer: Trainer, writer,
@@ -231,8 +242,7 @@ def train_all(cfg: DictConfig, writer, networks: Networks, *, seeds: list[int], 
                     trainer.fit(emit, on_epoch_end, bar)
             finals[g] = trainer.last_train_loss
             if trainer.stopped and not searching:
-                notes.setdefault("diverged_at", {})[str(seed)] = trainer.at_step
-                writer.note(diverged=True, diverged_at=notes["diverged_at"])
+                note_stop(writer, notes, trainer)
         state = None
         if searching:
             best = choose_lr(finals)

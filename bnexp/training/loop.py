@@ -14,6 +14,9 @@ sums since the last log point, and turns each log point into rows ``(seed, step,
   WeightRanks`: a parameter or the training loss is non-finite) is the run's last: its rows are written, then
   :attr:`Trainer.stopped` ends the training (the remaining epochs would only compute nan). Without that row a
   run trains to its end, as before.
+* early stop (``optim.stop_below_acc``, off by default; the low-rank code's rule): a run whose training accuracy
+  (``train_full_acc`` with ``probe.train_pass``, else ``train_acc``) is ≤ the threshold at ``optim.stop_patience``
+  consecutive log points after epoch ``optim.stop_after`` ends at the last of them (``stop_reason``).
 * the loss of every step is ``optim.loss`` (:func:`~bnexp.training.optim.loss_of`: ``ce`` or ``mse``).
 
 Precision (:mod:`bnexp.training.precision`): the constructor applies the plan to the model (channels_last,
@@ -74,7 +77,9 @@ class Trainer:
         self.epoch = 0
         self.iteration = 0
         self.last_train_loss: float | None = None
-        self.stopped = False  # a log point found the run diverged: no more steps
+        self.stopped = False  # a log point found the run diverged, or the early-stop rule held: no more steps
+        self.stop_reason: str | None = None  # "diverged" | "early_stop"
+        self.low_acc_streak = 0  # consecutive log points past optim.stop_after at accuracy ≤ optim.stop_below_acc
         self.at_step = 0  # the step of the log point being measured
         self.spectra_sink: Callable[[int, int, list], None] | None = None
         self._reset_sums()
@@ -95,7 +100,7 @@ class Trainer:
             items = [item for m in self.measurements if m.when in (when, EVERY) for item in m(self)]
         rows = values_to_rows(items, self.seed, step)  # the log point's one host sync
         if _logged(rows).get("diverged") == 1.0:
-            self.stopped = True
+            self.stopped, self.stop_reason = True, "diverged"
         return rows
 
     def initial_rows(self) -> list[Row]:
@@ -106,7 +111,14 @@ class Trainer:
         """The rows of a log point at ``step`` (the ``LOG`` measurements); resets the running sums."""
         rows = self.measure(LOG, step)
         self._reset_sums()
-        self.last_train_loss = _logged(rows).get("train_loss")
+        logged = _logged(rows)
+        self.last_train_loss = logged.get("train_loss")
+        limit = self.optim.stop_below_acc
+        if limit is not None and not self.stopped and self.iteration > self.optim.stop_after * self.steps_per_epoch:
+            accuracy = logged.get("train_full_acc", logged.get("train_acc"))
+            self.low_acc_streak = self.low_acc_streak + 1 if accuracy is not None and accuracy <= limit else 0
+            if self.low_acc_streak >= self.optim.stop_patience:
+                self.stopped, self.stop_reason = True, "early_stop"
         return rows
 
     # ------------------------------------------------------------------ training
@@ -177,6 +189,8 @@ class Trainer:
             "sums": (self.loss_sum.cpu(), self.correct.cpu(), self.seen),
             "last_train_loss": self.last_train_loss,
             "stopped": self.stopped,
+            "stop_reason": self.stop_reason,
+            "low_acc_streak": self.low_acc_streak,
             "at_step": self.at_step,
             "measures": [m.state_dict() if hasattr(m, "state_dict") else None for m in self.measurements],
         }
@@ -192,6 +206,8 @@ class Trainer:
         self.loss_sum, self.correct, self.seen = loss_sum.to(self.device), correct.to(self.device), int(seen)
         self.last_train_loss = state["last_train_loss"]
         self.stopped, self.at_step = bool(state.get("stopped", False)), int(state.get("at_step", 0))
+        self.stop_reason = state.get("stop_reason", "diverged" if self.stopped else None)
+        self.low_acc_streak = int(state.get("low_acc_streak", 0))
         for m, saved in zip(self.measurements, state.get("measures") or ()):
             if saved is not None:
                 m.load_state_dict(saved, self.device)

@@ -26,6 +26,9 @@ Optional (the low-rank paper; ``probe.*`` keys, off by default), after those:
   ``diverged``; with ``probe.spectra`` it also hands every matrix's singular values to the trainer's
   ``spectra_sink`` (the run directory's ``spectra/``, :mod:`bnexp.results.spectra`).
 
+``probe.bn_eval=full_train_stats``: the eval-mode passes of log points t > 0 normalise with the statistics of the
+full training set instead of the running averages (:func:`full_train_statistics`).
+
 Passes run in chunks of ``data.batch_size`` (:func:`evaluate`; norms without running statistics — bn_theory,
 bn_center — normalise with each chunk's statistics, as in training). Their loss is ``optim.loss`` (``ce`` or
 ``mse``, :func:`bnexp.training.optim.loss_of`), and so is the probe's own ``loss`` row and the gradients of its
@@ -50,7 +53,7 @@ if TYPE_CHECKING:
     from bnexp.training.loop import Trainer
 
 __all__ = ["EVERY", "LOG", "START", "Measurement", "Probe", "RunningMeans", "SetPass", "WeightRanks", "chunks",
-           "default_measurements", "evaluate"]
+           "default_measurements", "evaluate", "full_train_statistics"]
 
 START, LOG = "start", "log"  # cadences: step 0 (before training), every log point t > 0
 EVERY = "every"  # both: step 0 and every log point (one object, for measurements that carry state across them)
@@ -109,6 +112,46 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int,
     return loss_sum / len(x), correct / len(x)
 
 
+@contextlib.contextmanager
+def full_train_statistics(model: nn.Module, x_train: Tensor, precision: Precision = PLAIN):
+    """``probe.bn_eval=full_train_stats`` (spec lowrank §1.2, the paper's test-time BN): inside the block every
+    running-statistics BN layer normalises in eval mode with the mean and (biased) variance of the *full training
+    set* — those of one train-mode forward of all of ``x_train`` at once, so layer ℓ's statistics are those of its
+    inputs when every earlier layer is normalised with the full set's own, and an eval pass over the training set
+    gives exactly that train-mode forward's outputs. The running statistics are restored on exit: measuring never
+    changes training."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        yield
+        return
+    was_training, momenta = model.training, [m.momentum for m in norms]
+    with preserved_buffers(model), dropout_off(model):
+        try:
+            for m in norms:
+                m.momentum = 1.0  # running ← this forward's batch statistics
+            model.train()
+            counts: dict[nn.Module, int] = {}  # values per channel each norm saw (N, or N·H·W)
+            hooks = [m.register_forward_hook(lambda mod, inp, out: counts.__setitem__(mod, inp[0].numel()
+                                                                                       // inp[0].shape[1]))
+                     for m in norms]
+            try:
+                with torch.no_grad(), autocast(x_train.device, precision):
+                    model(layout(x_train, precision))
+            finally:
+                for hook in hooks:
+                    hook.remove()
+            with torch.no_grad():
+                for m in norms:  # torch stores the unbiased variance; normalise as the forward did
+                    n = counts[m]
+                    m.running_var.mul_((n - 1) / n)
+            model.eval()
+            yield
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+            model.train(was_training)
+
+
 # ------------------------------------------------------------------------------------------------ measurements
 
 
@@ -145,8 +188,11 @@ class SetPass:
 
     def __call__(self, trainer: Trainer) -> list[Item]:
         x, y = getattr(trainer, f"x_{self.split}"), getattr(trainer, f"y_{self.split}")
-        loss, acc = evaluate(trainer.model, x, y, trainer.batch_size, trainer.precision,
-                             batch_statistics=self.batch_statistics, loss=trainer.optim.loss)
+        exact = not self.batch_statistics and getattr(trainer.spec, "bn_eval", "running") == "full_train_stats"
+        with full_train_statistics(trainer.model, trainer.x_train, trainer.precision) if exact \
+                else contextlib.nullcontext():
+            loss, acc = evaluate(trainer.model, x, y, trainer.batch_size, trainer.precision,
+                                 batch_statistics=self.batch_statistics, loss=trainer.optim.loss)
         loss_name, acc_name = self.names
         return [(None, loss_name, loss), (None, acc_name, acc)]
 
@@ -186,7 +232,8 @@ class WeightRanks:
     * ``avg_rank``: the mean weight_rank over k < K−1 (every matrix but the readout), over all K with
       ``probe.rank_include_output``;
     * ``mean_weight_norm``: (1/K) Σ_k ‖W_k‖_F;
-    * ``weight_distance``: (1/K) Σ_k ‖W_k − W_k at the previous log point‖_F (not at step 0);
+    * ``weight_distance``: (1/K) Σ_k ‖W_k − W_k at the previous log point‖_F (not at step 0); with
+      ``probe.dist_normalize`` each term divided by ‖W_k at the previous log point‖_F (spec M3's option);
     * ``diverged``: 1.0 from the first log point at which a parameter or the running training loss is
       non-finite on (sticky), else 0.0. The trainer stops the run at that log point (``Trainer.stopped``).
 
@@ -198,6 +245,7 @@ class WeightRanks:
     def __init__(self, spec: ProbeSpec):
         self.eps, self.zero_rtol = spec.rank_eps, spec.zero_rtol
         self.include_output, self.keep_spectra = spec.rank_include_output, spec.spectra
+        self.dist_normalize = spec.dist_normalize
         self.fro0: Tensor | None = None  # ‖W_k‖_F at step 0, (K,)
         self.previous: list[Tensor] | None = None  # the weights at the previous log point
         self.diverged: Tensor | None = None  # 0-d bool, sticky
@@ -224,6 +272,9 @@ class WeightRanks:
         if self.previous is not None:
             distance = torch.stack([torch.linalg.matrix_norm(w.to(torch.float64) - p.to(torch.float64))
                                     for w, p in zip(weights, self.previous)])
+            if self.dist_normalize:  # the reference code's later runs: each term relative to ‖W_prev‖_F
+                distance = distance / torch.stack([torch.linalg.matrix_norm(p.to(torch.float64))
+                                                   for p in self.previous])
             items.append((None, "weight_distance", distance.mean()))
         items.append((None, "diverged", self.diverged.to(torch.float64)))
         self.previous = [w.clone() for w in weights]

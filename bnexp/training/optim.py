@@ -86,6 +86,9 @@ class OptimSpec:
     loss: str = "ce"
     wd_convention: str = "torch"
     wd_on: str = "all"
+    stop_below_acc: float | None = None  # early stop: training accuracy ≤ this ...
+    stop_patience: int = 3  # ... at this many consecutive log points ...
+    stop_after: int = 100  # ... after this epoch (the low-rank code's rule; off by default)
 
     @classmethod
     def from_cfg(cls, optim: DictConfig, data_cfg: DictConfig | None = None) -> OptimSpec:
@@ -140,10 +143,16 @@ class OptimSpec:
         loss = choose("optim.loss", optim.get("loss", "ce"), LOSSES)
         wd_convention = choose("optim.wd_convention", optim.get("wd_convention", "torch"), WD_CONVENTIONS)
         wd_on = choose("optim.wd_on", optim.get("wd_on", "all"), WD_ON)
+        stop_below = optim.get("stop_below_acc")
+        if stop_below is not None:
+            stop_below = check_number("optim.stop_below_acc", stop_below, 0.0, 1.0)
+        patience = check_int("optim.stop_patience", optim.get("stop_patience", 3), 1)
+        after = check_int("optim.stop_after", optim.get("stop_after", 100), 0)
         return cls(name=name, epochs=epochs, lr=lr, momentum=momentum, weight_decay=weight_decay, betas=betas,
                    eps=eps, schedule=schedule, milestones=tuple(int(m) for m in milestones), gamma=gamma,
                    lr_grid=grid, log_every=log_every, steps_per_epoch=steps, sampling=sampling, loss=loss,
-                   wd_convention=wd_convention, wd_on=wd_on)
+                   wd_convention=wd_convention, wd_on=wd_on, stop_below_acc=stop_below, stop_patience=patience,
+                   stop_after=after)
 
     @property
     def lrs(self) -> tuple[float, ...]:

@@ -201,6 +201,11 @@ class StackedSGD:
                                              self.stat_flat))
         self.steps_taken += live[:, 0]
 
+    def freeze(self, r: int) -> None:
+        """Take no more steps for replicate r (its run has ended: diverged or stopped early). Its parameters,
+        statistics and momentum buffer keep their values; ``diverged_at`` is left as it is."""
+        self.diverged[r] = True
+
     # ------------------------------------------------------------------ the replicates and the state
 
     def models(self) -> list[nn.Module]:
