@@ -642,3 +642,40 @@ def test_a_log_point_is_its_measurements_each_writing_the_metrics_it_names():
     assert list(dict.fromkeys(r[3] for r in logged)) == [
         n for m in trainer.measurements if m.when == measures.LOG for n in m.names]
     assert logged[0][3] == "train_loss" and trainer.last_train_loss == logged[0][4]
+
+
+def test_set_metrics_average_the_metric_of_every_training_chunk():
+    """``probe.set_metrics`` (ortho §1.8): rows ``set_<m>`` are the mean over the training set cut into chunks of
+    data.batch_size of m of the logits (layer = depth) and of the last hidden layer (layer = depth − 1); here
+    against numpy's SVD of each chunk, at step 0 and after an epoch."""
+    import numpy as np
+
+    from bnexp import config
+    from bnexp.engines import train as engine
+    from bnexp.results import MemoryWriter
+
+    cfg = config.compose("train", ["model.depth=3", "model.width=16", "data.dim=8", "data.n_train=50",
+                                   "data.n_test=10", "data.batch_size=12", "norm=none", "optim.epochs=1",
+                                   "optim.lr=0.05", "runtime.progress=false", "probe.metrics=[rank_lower_bound]",
+                                   "+probe.set_metrics=[ortho_gap_spectral,orthogonality_gap]"])
+    writer = MemoryWriter()
+    engine.run(cfg, writer)
+    rows = {(r[1], r[2], r[3]): r[4] for r in writer.rows if r[3].startswith("set_")}
+    assert sorted({k[1:] for k in rows}) == [(2, "set_ortho_gap_spectral"), (2, "set_orthogonality_gap"),
+                                             (3, "set_ortho_gap_spectral"), (3, "set_orthogonality_gap")]
+
+    def spectral(h: np.ndarray) -> float:  # ‖s/‖s‖ − 1/√k‖, the ortho code's gap
+        s = np.linalg.svd(h, compute_uv=False)
+        return float(np.linalg.norm(s / np.linalg.norm(s) - 1 / np.sqrt(len(s))))
+
+    x, *_ = engine.data.make_dataset(cfg.data, 0, "cpu", torch.float64)
+    model = engine.make_model(cfg, x[0].numel(), 10, 0)  # the initial network: step 0
+    with torch.no_grad():
+        logits, features = model.forward_features(x)
+    # chunks of 12 in order; the last chunk (2 samples) stays its own
+    bounds = [(0, 12), (12, 24), (24, 36), (36, 48), (48, 50)]
+    want = np.mean([spectral(logits[a:b].numpy()) for a, b in bounds])
+    assert rows[(0, 3, "set_ortho_gap_spectral")] == pytest.approx(want, rel=1e-9)
+    hidden = np.mean([spectral(features[-1]["post"][a:b].numpy()) for a, b in bounds])
+    assert rows[(0, 2, "set_ortho_gap_spectral")] == pytest.approx(hidden, rel=1e-9)
+    assert rows[(1, 3, "set_ortho_gap_spectral")] != rows[(0, 3, "set_ortho_gap_spectral")]  # trained: it moved

@@ -152,10 +152,11 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError("runtime.batch_seeds", True, "false or auto with pre-training (each seed is "
                               "pre-trained on its own)")
     if epochs == 0:
-        for key, on in (("probe.weight_ranks", spec.weight_ranks), ("probe.train_pass", spec.train_pass)):
+        for key, on in (("probe.weight_ranks", spec.weight_ranks), ("probe.train_pass", spec.train_pass),
+                        ("probe.set_metrics", list(spec.set_metrics))):
             if on:
-                raise ConfigError(key, True, "false when optim.epochs = 0 (training log-point rows; the init-time "
-                                  "probe has probe.weight_metrics)")
+                raise ConfigError(key, on, "false (set_metrics: []) when optim.epochs = 0 (training log-point rows; "
+                                  "the init-time probe has probe.weight_metrics)")
     if spec.spectra and optim.lr_grid is not None:
         raise ConfigError("probe.spectra", True, "false with optim.lr_grid (only the chosen learning rate's rows "
                           "are kept; spectra of the others would not match them)")

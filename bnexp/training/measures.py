@@ -26,6 +26,10 @@ Optional (the low-rank paper; ``probe.*`` keys, off by default), after those:
   ``diverged``; with ``probe.spectra`` it also hands every matrix's singular values to the trainer's
   ``spectra_sink`` (the run directory's ``spectra/``, :mod:`bnexp.results.spectra`).
 
+``probe.set_metrics`` (the ortho paper's training figures) — :class:`SetMetrics` at step 0 and every log point:
+``set_<metric>`` of the output logits (layer = depth) and of the last hidden layer (layer = depth − 1), each the
+mean over the training set's minibatch-sized chunks.
+
 ``probe.bn_eval=full_train_stats``: the eval-mode passes of log points t > 0 normalise with the statistics of the
 full training set instead of the running averages (:func:`full_train_statistics`).
 
@@ -44,6 +48,7 @@ from typing import TYPE_CHECKING, Protocol
 import torch
 from torch import Tensor, nn
 
+from bnexp import metrics
 from bnexp.metrics.weights import frobenius, weight_rank, weight_spectra
 from bnexp.probe import ProbeSpec, dropout_off, preserved_buffers, probe
 from bnexp.training.optim import loss_of
@@ -52,8 +57,8 @@ from bnexp.training.precision import PLAIN, Precision, autocast, layout
 if TYPE_CHECKING:
     from bnexp.training.loop import Trainer
 
-__all__ = ["EVERY", "LOG", "START", "Measurement", "Probe", "RunningMeans", "SetPass", "WeightRanks", "chunks",
-           "default_measurements", "evaluate", "full_train_statistics"]
+__all__ = ["EVERY", "LOG", "START", "Measurement", "Probe", "RunningMeans", "SetMetrics", "SetPass", "WeightRanks",
+           "chunks", "default_measurements", "evaluate", "full_train_statistics"]
 
 START, LOG = "start", "log"  # cadences: step 0 (before training), every log point t > 0
 EVERY = "every"  # both: step 0 and every log point (one object, for measurements that carry state across them)
@@ -217,6 +222,41 @@ class Probe:
         return probe(trainer.model, trainer.x_probe, trainer.y_probe, self.spec)
 
 
+@dataclass(frozen=True)
+class SetMetrics:
+    """``probe.set_metrics`` (the ortho paper's training figures, spec ortho §1.8): each metric m of the
+    representations of every training minibatch — the training set cut in order into chunks of ``data.batch_size``
+    — averaged over the chunks, at step 0 and every log point (cadence ``EVERY``). Rows ``set_<m>``: layer = depth
+    for the output logits (the paper's "representation in the last layer", its code's ``compute_orthogonality_gap``
+    with m = ortho_gap_spectral), layer = depth − 1 for the last hidden layer's output. The model's own mode (train:
+    batch statistics, as the code, which calls neither eval() nor no_grad) with dropout off; buffers restored."""
+
+    spec: ProbeSpec
+    when: str = EVERY
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f"set_{m}" for m in self.spec.set_metrics)
+
+    def __call__(self, trainer: Trainer) -> list[Item]:
+        model, x = trainer.model, trainer.x_train
+        names = self.spec.set_metrics
+        sums: dict[tuple[int, str], Tensor] = {}
+        bounds = chunks(len(x), trainer.batch_size, merge_single=True)
+        was_training = model.training
+        model.train()
+        with torch.no_grad(), preserved_buffers(model), dropout_off(model), autocast(x.device, trainer.precision):
+            for start, stop in bounds:
+                logits, features = model.forward_features(layout(x[start:stop], trainer.precision))
+                last = len(features)
+                for layer, h in ((last, logits), (last - 1, features[-1]["post"])):
+                    for name, value in metrics.measure(h.flatten(1).to(torch.float64), names).items():
+                        sums[(layer, name)] = sums.get((layer, name), 0) + value
+        model.train(was_training)
+        return [(layer, f"set_{name}", total / len(bounds)) for (layer, name), total in sorted(
+            sums.items(), key=lambda item: (-item[0][0], item[0][1]))]
+
+
 class WeightRanks:
     """The low-rank paper's weight metrics (``probe.weight_ranks``; spec M1, M2, M4, M7), at step 0 and every
     log point (cadence ``EVERY``: one object, which keeps W_0's norms and the previous log point's weights).
@@ -302,4 +342,5 @@ def default_measurements(spec: ProbeSpec) -> tuple[Measurement, ...]:
     if spec.train_pass:
         start += (SetPass("train", START, batch_statistics=True, name="train_full"),)
         log += (SetPass("train", name="train_full"),)
-    return start + log + ((WeightRanks(spec),) if spec.weight_ranks else ())
+    sets = (SetMetrics(spec),) if spec.set_metrics else ()
+    return start + log + sets + ((WeightRanks(spec),) if spec.weight_ranks else ())
