@@ -134,3 +134,20 @@ def test_errors_name_key_and_choices():
     assert "init.name" in msg and "he_normal" in msg and all(s in msg for s in INITS)
     with pytest.raises(ConfigError, match=r"init\.gain"):
         init_weights(nn.Linear(3, 3), "orthogonal", gain=0.0)
+
+
+def test_zero_bias_sets_every_linear_and_conv_bias_to_zero_and_leaves_the_weights():
+    from bnexp import config
+    from bnexp.engines import train
+
+    base = ["model.depth=2", "model.width=8", "init=xavier_uniform"]
+    plain = train.make_model(config.compose("train", base), 6, 3, seed=4)
+    zeroed = train.make_model(config.compose("train", [*base, "+init.zero_bias=true"]), 6, 3, seed=4)
+    layers = [m for m in zeroed.modules() if isinstance(m, torch.nn.Linear)]
+    assert layers and all(torch.count_nonzero(m.bias) == 0 for m in layers)
+    assert any(torch.count_nonzero(m.bias) > 0 for m in plain.modules() if isinstance(m, torch.nn.Linear))
+    for a, b in zip(plain.modules(), zeroed.modules()):
+        if isinstance(a, torch.nn.Linear):
+            assert torch.equal(a.weight, b.weight)
+    with pytest.raises(ConfigError, match=r"init\.zero_bias"):
+        train.validate(config.compose("train", [*base, "+init.zero_bias=maybe"]))

@@ -132,6 +132,7 @@ def validate(cfg: DictConfig) -> None:
     choose("act.name", cfg.act.get("name"), ACTIVATIONS)
     choose("init.name", cfg.init.get("name"), INITS)
     check_number("init.gain", cfg.init.get("gain", 1.0), 0.0, open_lo=True)
+    check_bool("init.zero_bias", cfg.init.get("zero_bias", False))
     data.validate(cfg.data)
     spec = probe_spec(cfg)
     optim = OptimSpec.from_cfg(cfg.optim, cfg.data)
@@ -218,7 +219,8 @@ def _construct(cfg: DictConfig, d_in: int, n_classes: int, seed: int, dtype: tor
 
 def _initialise(cfg: DictConfig, model: nn.Module, seed: int) -> None:
     """make_model's second half: the ``cfg.init`` weights from the seed's own generator (thread-safe)."""
-    init_weights(model, cfg.init.name, gain=cfg.init.get("gain", 1.0), generator=torch.Generator().manual_seed(seed))
+    init_weights(model, cfg.init.name, gain=cfg.init.get("gain", 1.0), generator=torch.Generator().manual_seed(seed),
+                 zero_bias=bool(cfg.init.get("zero_bias", False)))
 
 
 def _probe_batches(cfg: DictConfig, x_train: Tensor, y_train: Tensor, count: int) -> list[tuple[Tensor, Tensor]]:

@@ -92,12 +92,14 @@ _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def init_weights(
-    model: nn.Module, scheme: str, *, gain: float = 1.0, generator: torch.Generator | None = None
+    model: nn.Module, scheme: str, *, gain: float = 1.0, generator: torch.Generator | None = None,
+    zero_bias: bool = False,
 ) -> nn.Module:
     """Redraw the weight of every Linear/Conv layer of ``model`` (in ``model.modules()`` order) in place.
 
     ``generator`` (on the weights' device) makes the draws reproducible: the same seed gives the same
-    weights whatever else differs (norm layers, activations). Returns ``model`` for chaining.
+    weights whatever else differs (norm layers, activations). ``zero_bias`` (``init.zero_bias``) also sets
+    those layers' biases to 0, as the ortho paper's code does for its training figures. Returns ``model``.
     """
     fn = INITS.get(scheme)
     if not gain > 0:
@@ -106,4 +108,6 @@ def init_weights(
         for module in model.modules():
             if isinstance(module, _WEIGHTED):
                 fn(module.weight, gain, generator)
+                if zero_bias and module.bias is not None:
+                    module.bias.zero_()
     return model
