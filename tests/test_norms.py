@@ -10,9 +10,9 @@ from torch import nn
 
 from bnexp.errors import ConfigError
 from bnexp.nn import ACTIVATIONS, INITS, MLP, MODELS, ConvNet, Registry, act_layer, is_norm, norm_layer
-from bnexp.nn.norms import NORM_TYPES, NORMS, make_norm
+from bnexp.nn.norms import NORM_TYPES, NORMS, BatchNormDetachVar, make_norm
 
-BN_NAMES = ["bn_torch", "bn_nocenter", "bn_theory", "bn_center"]
+BN_NAMES = ["bn_torch", "bn_nocenter", "bn_theory", "bn_center", "bn_detach_var"]
 
 
 def _batch(n: int = 64, d: int = 12, seed: int = 0) -> torch.Tensor:
@@ -173,8 +173,8 @@ def test_conv_input_reduces_over_batch_and_space(name):
 def test_scale_invariance(name):
     x = _batch()
     m = make_norm(name, x.shape[1]).double()
-    # eps = 1e-5 in bn_torch / bn_nocenter breaks exact invariance by O(eps / variance).
-    tol = 1e-4 if name in ("bn_torch", "bn_nocenter") else 1e-12
+    # eps = 1e-5 in bn_torch / bn_nocenter / bn_detach_var breaks exact invariance by O(eps / variance).
+    tol = 1e-4 if name in ("bn_torch", "bn_nocenter", "bn_detach_var") else 1e-12
     torch.testing.assert_close(m(7.0 * x), m(x), rtol=tol, atol=tol)
 
 
@@ -255,3 +255,120 @@ def test_models_take_norm_and_act_factories(order):
     assert [m.gain for m in by_factory.act] == [m.gain for m in by_name.act]
     conv = ConvNet(3 * 4 * 4, 5, 2, 3, norm=lambda c: nn.GroupNorm(1, c), act="relu")
     assert all(isinstance(n, nn.GroupNorm) for n in conv.norm)  # any factory, e.g. a norm no registry names
+
+
+# ------------------------------------------------------------------------------------------------ bn_detach_var
+
+
+def _detach_var_pair(shape: tuple[int, ...], **options) -> tuple[nn.Module, nn.Module]:
+    """(bn_detach_var, torch BatchNorm1d/2d) in float64 with the same options and the same non-trivial γ, β."""
+    C = shape[1]
+    spatial = len(shape) == 4
+    ours = make_norm("bn_detach_var", C, spatial=spatial, **options).double()
+    ref = (nn.BatchNorm2d if spatial else nn.BatchNorm1d)(C, **options).double()
+    if ours.affine:
+        with torch.no_grad():
+            for m in (ours, ref):
+                m.weight.copy_(torch.linspace(0.5, 2.0, C))
+                m.bias.copy_(torch.linspace(-1.0, 1.0, C))
+    return ours, ref
+
+
+def _shaped_batch(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.linspace(0.5, 3.0, shape[1], dtype=torch.float64).view(1, -1, *([1] * (len(shape) - 2)))
+    return torch.randn(shape, generator=g, dtype=torch.float64) * scale + 1.5
+
+
+SHAPES = [(32, 6), (5, 4, 3, 2)]  # (n, d) against BatchNorm1d, (n, C, H, W) against BatchNorm2d
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("options", [{}, {"momentum": None}, {"momentum": 0.3, "affine": False},
+                                     {"track_running_stats": False}])
+def test_bn_detach_var_forward_equals_torch_batchnorm_train_and_eval(shape, options):
+    ours, ref = _detach_var_pair(shape, **options)
+    assert isinstance(ours, BatchNormDetachVar) and is_norm(ours) and ours.eps == 1e-5
+    assert ours.momentum == ref.momentum and ours.affine == ref.affine
+    assert [n for n, _ in ours.named_buffers()] == [n for n, _ in ref.named_buffers()]
+    for seed in range(4):  # the running statistics move (momentum, unbiased variance) as torch's do
+        x = _shaped_batch(shape, seed)
+        torch.testing.assert_close(ours(x), ref(x), rtol=1e-12, atol=1e-12)
+        for (name, a), (_, b) in zip(ours.named_buffers(), ref.named_buffers()):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+    if ours.track_running_stats:
+        assert int(ours.num_batches_tracked) == 4
+        assert not torch.allclose(ours.running_var, torch.ones_like(ours.running_var))
+    ours.eval()
+    ref.eval()
+    x = _shaped_batch(shape, 9)
+    torch.testing.assert_close(ours(x), ref(x), rtol=1e-12, atol=1e-12)  # running (or batch) statistics
+    torch.testing.assert_close(ours.state_dict(), ref.state_dict(), rtol=1e-12, atol=1e-12)  # eval updates nothing
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_bn_detach_var_gradient_treats_the_variance_as_a_constant(shape):
+    """Autograd gradients of a random linear functional ⟨r, y⟩ equal those of the explicit formula
+    y = (x − μ_B(x))·c·γ + β with c = 1/sqrt(var_B(x) + eps) a plain constant tensor (no grad)."""
+    ours, _ = _detach_var_pair(shape)
+    x = _shaped_batch(shape, 1)
+    r = _shaped_batch(shape, 2) - 1.5  # the functional's random weights
+    dims = (0, *range(2, len(shape)))
+
+    def view(v: torch.Tensor) -> torch.Tensor:
+        return v.view(1, -1, *([1] * (len(shape) - 2)))
+
+    xa = x.clone().requires_grad_(True)
+    (ours(xa) * r).sum().backward()
+
+    xb = x.clone().requires_grad_(True)
+    gamma = ours.weight.detach().clone().requires_grad_(True)
+    beta = ours.bias.detach().clone().requires_grad_(True)
+    a = x.numpy()
+    ax = tuple(dims)
+    c = torch.from_numpy(1.0 / np.sqrt(a.var(axis=ax) + 1e-5))  # float64 constant, no autograd history
+    assert not c.requires_grad
+    y = (xb - xb.mean(dims, keepdim=True)) * view(c) * view(gamma) + view(beta)
+    (y * r).sum().backward()
+
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours.weight.grad, gamma.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours.bias.grad, beta.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_bn_detach_var_gradient_differs_from_torch_by_the_variance_path(shape):
+    """Same forward, same γ/β gradients as torch's BN, but the input gradient lacks the variance path:
+    torch's dL/dx = c·γ·(g − mean(g) − x̂·mean(g·x̂)), the detached one c·γ·(g − mean(g)), with g = dL/dy and
+    x̂ = (x − μ_B)·c — so they differ by c·γ·x̂·mean(g·x̂), which is far from 0 for a random g."""
+    ours, ref = _detach_var_pair(shape)
+    x = _shaped_batch(shape, 3)
+    g = _shaped_batch(shape, 4) - 1.5
+    xs = [x.clone().requires_grad_(True) for _ in range(2)]
+    for m, xi in zip((ours, ref), xs):
+        (m(xi) * g).sum().backward()
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad, rtol=1e-10, atol=1e-12)
+    diff = xs[1].grad - xs[0].grad
+    assert diff.abs().max() > 1e-2  # detaching is visible in the gradient
+
+    dims = (0, *range(2, len(shape)))
+    var, mean = torch.var_mean(x, dims, correction=0, keepdim=True)
+    c = 1.0 / torch.sqrt(var + 1e-5)
+    xhat = (x - mean) * c
+    gamma = ref.weight.detach().view(1, -1, *([1] * (len(shape) - 2)))
+    torch.testing.assert_close(diff, -c * gamma * xhat * (g * xhat).mean(dims, keepdim=True), rtol=1e-8, atol=1e-10)
+
+
+def test_bn_detach_var_options_and_errors():
+    with pytest.raises(ConfigError, match=r"norm\.eps"):
+        make_norm("bn_detach_var", 4, eps=-1.0)
+    with pytest.raises(ConfigError, match=r"norm\.momentum"):
+        make_norm("bn_detach_var", 4, momentum=1.5)
+    with pytest.raises(ConfigError, match="unit_norm"):
+        norm_layer("bn_detach_var", unit_norm=True)
+    with pytest.raises(ValueError, match="4 features"):
+        make_norm("bn_detach_var", 4)(torch.ones(5, 3))
+    with pytest.raises(ValueError, match="more than 1 value"):
+        make_norm("bn_detach_var", 4)(torch.ones(1, 4))
+    assert type(make_norm("bn_detach_var", 4, spatial=True)) is BatchNormDetachVar

@@ -48,6 +48,7 @@ STYLES: Mapping[str, Mapping[str, dict[str, Any]]] = {
         "bn_theory": _s(SKY, "s", "-", "BN (no centring)"),
         "bn_nocenter": _s(PURPLE, "s", "--", "BN w/o centering"),
         "bn_unit": _s(GREEN, "^", "-", "BN (unit)"),
+        "bn_detach_var": _s(ORANGE, "D", "-", "BN (variance detached)"),
         "bn_code_fig1": _s(BLUE, "o", "-", "BN"),
         "bn_code_fig6": _s(BLUE, "o", "-", "BN"),
     },

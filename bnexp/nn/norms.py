@@ -5,14 +5,16 @@ for a conv feature map the statistics of channel c are taken over (N, H, W). In 
 (H ∈ R^{d×N}, rows = features) the theory's BN is ``diag(M)^{-1/2} H`` with ``M = H Hᵀ / N``; in code
 orientation that is ``x / sqrt(mean over rows of x²)``, column by column.
 
-| name            | forward (per feature)                                | used by                       |
-|-----------------|------------------------------------------------------|-------------------------------|
-| ``bn_torch``    | (x − μ_B)/sqrt(var_B + 1e-5)·γ + β, running stats     | rank (VGG/ResNet), depth      |
-| ``bn_nocenter`` | x / sqrt(mean_B(x²) + 1e-5)·γ + β, running 2nd moment | rank Figs 5, 7, 13           |
-| ``bn_theory``   | x / sqrt(mean_B(x²))  (``unit_norm``: x / ‖x‖₂)       | rank theory, depth Eq. 4,     |
-|                 |                                                      | ortho Eq. 1 (``unit_norm``)   |
-| ``bn_center``   | (x − μ_B)/sqrt(var_B,biased + eps), eps = 0           | rank Fig 2 code, depth App. H |
-| ``none``        | identity                                             | —                             |
+| name              | forward (per feature)                                 | used by                       |
+|-------------------|-------------------------------------------------------|-------------------------------|
+| ``bn_torch``      | (x − μ_B)/sqrt(var_B + 1e-5)·γ + β, running stats     | rank (VGG/ResNet), depth      |
+| ``bn_nocenter``   | x / sqrt(mean_B(x²) + 1e-5)·γ + β, running 2nd moment | rank Figs 5, 7, 13            |
+| ``bn_theory``     | x / sqrt(mean_B(x²))  (``unit_norm``: x / ‖x‖₂)       | rank theory, depth Eq. 4,     |
+|                   |                                                       | ortho Eq. 1 (``unit_norm``)   |
+| ``bn_center``     | (x − μ_B)/sqrt(var_B,biased + eps), eps = 0           | rank Fig 2 code, depth App. H |
+| ``bn_detach_var`` | ``bn_torch`` with 1/sqrt(var_B + 1e-5) detached       | lowrank theory (Eq. 5)        |
+|                   | in backprop (stop-grad on the variance)               |                               |
+| ``none``          | identity                                              | —                             |
 
 Models take a ``norm_layer`` factory ``num_features → module`` (as timm injects ``norm_layer``):
 ``norm_layer(name, spatial=..., **options)`` resolves the name through the ``NORMS`` registry and checks the
@@ -38,6 +40,7 @@ __all__ = [
     "NORMS",
     "NORM_TYPES",
     "BatchNormCenter",
+    "BatchNormDetachVar",
     "BatchNormNoCenter",
     "BatchNormTheory",
     "NormLayer",
@@ -171,6 +174,56 @@ class BatchNormNoCenter(nn.Module):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
 
 
+class BatchNormDetachVar(nn.modules.batchnorm._BatchNorm):
+    """``nn.BatchNorm1d/2d`` with the batch variance detached: ``y = γ·(x − μ_B)·sg[1/sqrt(var_B + eps)] + β``.
+
+    The low-rank paper's BN (Eq. 5, ``n(v) = γ·A(X̃)(v − b(X̃)) + β``) as its theory differentiates it: the factor
+    ``A = diag(1/sqrt(var_B + eps))`` is a constant in backprop (stop-grad), while the gradient through the batch
+    mean ``b = μ_B`` flows as usual. The forward pass, parameters and buffers are those of ``nn.BatchNorm``: eps =
+    1e-5, per-channel γ = 1 and β = 0 at init, biased batch variance in the forward, running mean and *unbiased*
+    running variance with ``momentum`` (None: cumulative average), eval mode with the running statistics (batch
+    statistics when ``track_running_stats=False``). Any input of rank ≥ 2, statistics per dim-1 channel over all
+    other dims — so one class serves ``(n, d)`` and ``(n, C, *spatial)`` input. Being a ``_BatchNorm``, code that
+    handles torch's BN through its running statistics (e.g. ``probe.bn_eval=full_train_stats``) handles it too.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, device=None, dtype=None):
+        _check_nonneg("norm.eps", eps)
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ConfigError("norm.momentum", momentum, "must lie in [0, 1] (or None: cumulative average)")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        _batch_dims(x)
+        _check_features(x, self.num_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input_dim(x)
+        if self.training or self.running_mean is None:  # batch statistics, as nn.BatchNorm decides
+            n = x.numel() // x.shape[1]
+            if n <= 1:
+                raise ValueError(f"expected more than 1 value per channel with batch statistics, got input of "
+                                 f"shape {tuple(x.shape)}")
+            var, mean = torch.var_mean(x, _batch_dims(x), correction=0)  # (C,), biased variance
+            if self.training and self.track_running_stats:
+                self.num_batches_tracked.add_(1)
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                with torch.no_grad():
+                    self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
+                    unbiased = var.detach() * (n / (n - 1))
+                    self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
+            inv_std = torch.rsqrt(var + self.eps).detach()  # stop-grad on the variance; the mean keeps its gradient
+        else:
+            mean, inv_std = self.running_mean, torch.rsqrt(self.running_var + self.eps)
+        y = (x - _per_channel(mean, x)) * _per_channel(inv_std, x)
+        if self.weight is not None:
+            y = y * _per_channel(self.weight, x)
+        if self.bias is not None:
+            y = y + _per_channel(self.bias, x)
+        return y
+
+
 # Config name → constructor ``cls(num_features, **options)``. ``bn_torch`` becomes BatchNorm2d when the
 # caller says the input is a conv feature map; the custom layers handle any rank ≥ 2 themselves.
 NORMS: Registry[type[nn.Module]] = Registry("norm.name", {
@@ -178,11 +231,12 @@ NORMS: Registry[type[nn.Module]] = Registry("norm.name", {
     "bn_nocenter": BatchNormNoCenter,
     "bn_theory": BatchNormTheory,
     "bn_center": BatchNormCenter,
+    "bn_detach_var": BatchNormDetachVar,
     "none": nn.Identity,
 })
 
-# Module types that normalise: the registered layers (torch's BatchNorm1d/2d/3d through their base class) and
-# torch's other norms a model may hold.
+# Module types that normalise: the registered layers (torch's BatchNorm1d/2d/3d and BatchNormDetachVar through
+# their base class _BatchNorm) and torch's other norms a model may hold.
 NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
     *(cls for cls in (NORMS[name] for name in NORMS) if not issubclass(cls, (nn.Identity, nn.BatchNorm1d))),
