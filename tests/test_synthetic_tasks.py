@@ -1,5 +1,6 @@
-"""The quick-scale classification tasks of the rank paper: ``prototypes`` (noisy sparse class prototypes, spec Fig 1
-/ Fig 5 quick) and ``uniform_images`` (i.i.d. U[0, 255] images, Fig 10's "random data")."""
+"""The quick-scale classification tasks: the rank paper's ``prototypes`` (noisy sparse class prototypes, spec Fig 1
+/ Fig 5 quick) and ``uniform_images`` (i.i.d. U[0, 255] images, Fig 10's "random data"), and the ortho paper's
+``mixture`` (class means μ_c ~ N(0, I) plus noise and an offset, its training figures' quick variants)."""
 
 from __future__ import annotations
 
@@ -124,5 +125,91 @@ def test_uniform_images_are_iid_uniform_pixels_with_random_labels():
     (("data=uniform_images", "data.n_classes=0"), "data.n_classes"),
 ])
 def test_bad_keys_are_named(overrides, key):
+    with pytest.raises(ConfigError, match="^" + re.escape(key) + "="):
+        data.validate(_cfg(*overrides))
+
+
+# ------------------------------------------------------------------------------------------------ mixture
+
+
+def _class_means(x: torch.Tensor, y: torch.Tensor, n_classes: int = 10) -> torch.Tensor:
+    return torch.stack([x[y == c].mean(0) for c in range(n_classes)])
+
+
+def test_mixture_shapes_and_balanced_labels():
+    x, y, x_test, y_test = _make("data=mixture", "data.n_train=1003", "data.n_test=200")
+    assert x.shape == (1003, 64) and x_test.shape == (200, 64)  # default shape [64]: the MLP figures' vectors
+    for labels, n in ((y, 1003), (y_test, 200)):
+        counts = torch.bincount(labels, minlength=10)
+        assert len(counts) == 10 and int(counts.sum()) == n
+        assert int(counts.max()) - int(counts.min()) <= 1  # balanced: ⌊n/C⌋ or ⌈n/C⌉ per class
+    images, labels, *_ = _make("data=mixture", "data.shape=[3,8,8]", "data.n_train=40", "data.n_test=8")
+    assert images.shape == (40, 3, 8, 8) and labels.shape == (40,)
+    defaults = _cfg("data=mixture")
+    assert (defaults.n_train, defaults.noise, defaults.offset, defaults.n_classes) == (2000, 2.0, 1.0, 10)
+
+
+def test_mixture_without_noise_is_the_class_means_plus_offset():
+    """noise = 0: every sample of class c is μ_c + offset, the same in train and test; μ_c is the first draw of the
+    data stream (N(0, I) in the full shape: every pixel its own value)."""
+    x, y, x_test, y_test = _make("data=mixture", "data.shape=[3,8,8]", "data.noise=0", "data.offset=0.5",
+                                 "data.n_train=100", "data.n_test=30", seed=4)
+    g = torch.Generator().manual_seed(data.derive_seed(4, "data"))
+    mu = torch.randn(10, 3, 8, 8, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(x, mu[y] + 0.5, rtol=0, atol=0)
+    torch.testing.assert_close(x_test, mu[y_test] + 0.5, rtol=0, atol=0)
+    assert len(set(mu[0].flatten().tolist())) == 3 * 8 * 8  # drawn per pixel, not broadcast over channels
+    # μ ~ N(0, I): 640 entries, mean and variance within 5 standard errors
+    mu64, *_ = _make("data=mixture", "data.noise=0", "data.offset=0", "data.n_train=2000", "data.n_test=10")
+    entries = torch.unique(mu64, dim=0).flatten()
+    assert len(entries) == 640
+    assert abs(float(entries.mean())) < 5 / math.sqrt(640)
+    assert abs(float(entries.var()) - 1) < 5 * math.sqrt(2 / 639)
+
+
+def test_mixture_moments_per_class():
+    """x | y = c ~ N(μ_c + offset, noise²·I): the per-class sample mean is μ_c + offset within 5 standard errors
+    noise/√n_c per entry, the within-class variance is noise², and train and test share μ_c."""
+    seed, n = 7, 4000
+    x, y, x_test, y_test = _make("data=mixture", f"data.n_train={n}", "data.n_test=2000", seed=seed)
+    g = torch.Generator().manual_seed(data.derive_seed(seed, "data"))
+    mu = torch.randn(10, 64, generator=g, dtype=torch.float64)
+    n_c = n // 10
+    assert float((_class_means(x, y) - (mu + 1.0)).abs().max()) < 5 * 2.0 / math.sqrt(n_c)
+    residual = x - _class_means(x, y)[y]
+    within = float(residual.square().sum()) / ((n - 10) * 64)  # unbiased: C class means estimated
+    assert within == pytest.approx(4.0, abs=5 * 4.0 * math.sqrt(2 / (n * 64)))
+    assert float(x.mean()) == pytest.approx(1.0 + float(mu.mean()), abs=5 * 2.0 / math.sqrt(n * 64))
+    # the test split: the same means (difference of two class means: sd 2·sqrt(1/400 + 1/200) per entry)
+    gap = _class_means(x, y) - _class_means(x_test, y_test)
+    assert float(gap.abs().max()) < 5 * 2.0 * math.sqrt(1 / n_c + 1 / 200)
+    assert float(torch.cdist(_class_means(x, y), _class_means(x_test, y_test)).diagonal().max()) < 3.0
+    assert float(torch.pdist(mu).min()) > 6.0  # different classes are far apart (√(2·64) ≈ 11 expected)
+
+
+def test_mixture_seed_semantics():
+    args = ("data=mixture", "data.n_train=40", "data.n_test=10")
+    a, b, c = _make(*args, seed=5), _make(*args, seed=5), _make(*args, seed=6)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not torch.equal(a[0], c[0])  # data.seed null: each replicate its own data (means included)
+    fixed = [_make(*args, "data.seed=5", seed=s) for s in (0, 9)]
+    assert all(torch.equal(u, v) for u, v in zip(fixed[0], fixed[1]))  # an int: the same data for all
+    assert all(torch.equal(u, v) for u, v in zip(fixed[0], a))  # ... that of replicate seed 5
+    means = [_make("data=mixture", "data.noise=0", "data.n_train=20", "data.n_test=1", seed=s) for s in (5, 6)]
+    assert not torch.equal(means[0][0][means[0][1] == 0][0], means[1][0][means[1][1] == 0][0])
+    # the training split of a seed does not depend on n_test (means, then train, then test draws)
+    small, large = _make(*args[:2], "data.n_test=8"), _make(*args[:2], "data.n_test=100")
+    assert torch.equal(small[0], large[0]) and torch.equal(small[1], large[1])
+
+
+@pytest.mark.parametrize(("overrides", "key"), [
+    (("data=mixture", "data.noise=-0.5"), "data.noise"),
+    (("data=mixture", "data.offset=abc"), "data.offset"),
+    (("data=mixture", "data.n_classes=1"), "data.n_classes"),
+    (("data=mixture", "data.shape=[3,0,8]"), "data.shape"),
+    (("data=mixture", "data.n_test=0"), "data.n_test"),
+    (("data=mixture", "data.normalize=dataset"), "data.normalize"),  # no dataset statistics: none or a pair
+])
+def test_mixture_bad_keys_are_named(overrides, key):
     with pytest.raises(ConfigError, match="^" + re.escape(key) + "="):
         data.validate(_cfg(*overrides))

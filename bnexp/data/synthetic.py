@@ -7,6 +7,7 @@
 | shifted_gaussian | x = offset + N(0, I), shape ``data.shape``                    | uniform in [0, n_classes)   |
 | powerlaw         | offset + c·Z diag(k^−α) Vᵀ, shape ``data.shape``              | uniform in [0, n_classes)   |
 | prototypes       | s·clip(P_y + N(0, noise²·I), 0, 1), P_c sparse in [0, 1]^shape| balanced, class of P_y      |
+| mixture          | μ_y + noise·N(0, I) + offset, μ_c ~ N(0, I), ``data.shape``   | balanced, class of μ_y      |
 | uniform_images   | X_ij ~ U[low, high] (default U[0, 255]), shape ``data.shape`` | uniform in [0, n_classes)   |
 
 * ``gaussian``: the teacher T (d_in × C) has unit-norm Gaussian columns, so every class is equally likely and
@@ -30,6 +31,11 @@
   (a random permutation of 0, 1, …, C−1, 0, 1, …: class counts differ by at most one). The task is easy for a
   shallow MLP (2 hidden layers reach > 0.9 training accuracy within a few hundred SGD steps) and the depth
   difficulty comes only from the network: a deep vanilla net whose rank has collapsed stays at chance.
+* ``mixture``: the ortho paper's quick stand-in for CIFAR-10 in its training figures (spec §3, Fig 3a/3b/4 quick:
+  "mu_c ~ N(0, I_64); x = mu_y + 2·N(0, I_64) + 1.0"; Fig 7 quick: the same law on 3×8×8 images). The class means
+  μ_c are drawn once per data seed in the full shape and shared by train and test; the offset (default 1) gives
+  every sample the same positive mean, so inputs are correlated like images. Labels are balanced as in
+  ``prototypes``. Per class the samples are N(μ_c + offset, noise²·I).
 * ``uniform_images``: the rank paper's Fig 10 "SGD on random data", inputs i.i.d. U[low, high] (the paper's
   U[0, 255], raw pixel scale) with labels uniform at random and independent of the inputs (the spec's §5 item
   15 prefers CIFAR's own labels; at quick scale there is no CIFAR to take them from).
@@ -187,6 +193,34 @@ def prototypes(cfg: DictConfig, seed: int) -> Split:
         y = _balanced_labels(n, n_classes, g)
         eps = torch.randn(n, *shape, generator=g, dtype=torch.float64)
         return scale * (protos[y] + noise * eps).clamp_(0.0, 1.0), y
+
+    x_train, y_train = draw(int(cfg.n_train))
+    x_test, y_test = draw(int(cfg.n_test))
+    return x_train, y_train, x_test, y_test
+
+
+def check_mixture(cfg: DictConfig) -> None:
+    _check_images(cfg)
+    check_int_key(cfg, "n_classes", 2)
+    check_float_key(cfg, "noise", 0.0)
+    check_float_key(cfg, "offset")
+
+
+def mixture(cfg: DictConfig, seed: int) -> Split:
+    """x = μ_y + noise·ε + offset, ε ~ N(0, I) of shape ``data.shape``, μ_c ~ N(0, I) (one per class).
+
+    Draw order from the ``data`` stream: the C class means, then the training split (labels, noise), then the
+    test split, so that the training set of a seed does not depend on ``n_test``.
+    """
+    g = _generator(seed)
+    shape, n_classes = tuple(cfg.shape), int(cfg.n_classes)
+    noise, offset = float(cfg.noise), float(cfg.offset)
+    means = torch.randn(n_classes, *shape, generator=g, dtype=torch.float64)
+
+    def draw(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = _balanced_labels(n, n_classes, g)
+        eps = torch.randn(n, *shape, generator=g, dtype=torch.float64)
+        return means[y] + noise * eps + offset, y
 
     x_train, y_train = draw(int(cfg.n_train))
     x_test, y_test = draw(int(cfg.n_test))

@@ -7,8 +7,15 @@
 
 conv_0 maps ``in_channels`` to ``width`` channels, every later conv ``width`` to ``width``; kernel
 ``kernel`` (odd), stride 1, padding ``kernel // 2`` with ``padding_mode`` (the paper's caption says zero
-padding, its code ran with ``reflect``). The optional readout (global average pool → Linear to
-``d_out``) only serves the cross-entropy of a probe; the paper's figure never uses it.
+padding, its code ran with ``reflect``). The optional readout to ``d_out`` (with ``d_out`` set) is
+
+    readout="gap":      logits = Linear(width, d_out)(mean over H, W of x)     # the default
+    readout="flatten":  logits = Linear(width·H·W, d_out)(flatten(x))
+
+Fig 5b never uses it (``gap`` only serves the cross-entropy of a probe); ``flatten`` with ``order="norm_act"``,
+``norm="none"`` and zero padding is the Fig 7 quick net (spec §3: "Conv(3,16,3,p=1)+ReLU, then extra ×
+[Conv(16,16,3,p=1)+ReLU], then Linear(16·8·8, 10)", i.e. depth = 1 + extra). H·W is d_in / in_channels, as
+the spatial size never changes.
 
 ``forward_features`` layer ℓ holds ``"pre"`` (conv output), ``"norm"`` and ``"post"`` (block output)
 *flattened* to ``(n, C·H·W)``: representation metrics see one sample as one vector, as the paper
@@ -27,6 +34,7 @@ __all__ = ["ConvNet"]
 
 ORDERS = ("pre_act", "norm_act")
 PADDINGS = ("zeros", "reflect", "replicate", "circular")
+READOUTS = ("gap", "flatten")
 
 
 class ConvNet(nn.Module):
@@ -50,6 +58,7 @@ class ConvNet(nn.Module):
         order: str = "pre_act",
         kernel: int = 3,
         padding_mode: str = "reflect",
+        readout: str = "gap",
         norm_kwargs: dict | None = None,
     ):
         super().__init__()
@@ -65,7 +74,8 @@ class ConvNet(nn.Module):
             raise ConfigError("model.kernel", kernel, "an odd kernel size (stride 1 keeps the spatial size)")
         choose("model.order", order, ORDERS)
         choose("model.padding_mode", padding_mode, PADDINGS)
-        self.order, self.in_channels = order, in_channels
+        choose("model.readout", readout, READOUTS)
+        self.order, self.in_channels, self.d_in, self.flatten = order, in_channels, d_in, readout == "flatten"
         self.conv = nn.ModuleList(
             nn.Conv2d(in_channels if l == 0 else width, width, kernel, padding=kernel // 2,
                       padding_mode=padding_mode, bias=bias)
@@ -74,11 +84,14 @@ class ConvNet(nn.Module):
         make_norm = norm_layer(norm, spatial=True, **(norm_kwargs or {}))
         self.norm = nn.ModuleList(make_norm(width) for _ in range(depth))
         self.act = act_layer(act)(1.0)
-        self.readout = nn.Linear(width, d_out, bias=bias) if d_out is not None else None
+        features = width * (d_in // in_channels) if self.flatten else width  # flatten: C·H·W, H·W unchanged
+        self.readout = nn.Linear(features, d_out, bias=bias) if d_out is not None else None
 
     def _forward(self, x: Tensor, layers: list[dict[str, Tensor]] | None) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected images (n, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
+        if self.flatten and self.readout is not None and x[0].numel() != self.d_in:
+            raise ValueError(f"readout=flatten was sized for {self.d_in} input values, got shape {tuple(x.shape)}")
         for conv, norm in zip(self.conv, self.norm):
             if self.order == "pre_act":
                 h = conv(self.act(x))
@@ -89,7 +102,9 @@ class ConvNet(nn.Module):
                 x = self.act(z)
             if layers is not None:
                 layers.append({"pre": h.flatten(1), "norm": z.flatten(1), "post": x.flatten(1)})
-        return self.readout(x.mean(dim=(2, 3))) if self.readout is not None else x
+        if self.readout is None:
+            return x
+        return self.readout(x.flatten(1) if self.flatten else x.mean(dim=(2, 3)))
 
     def forward(self, x: Tensor) -> Tensor:
         return self._forward(x, None)

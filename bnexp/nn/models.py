@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from bnexp.nn.alexnet import AlexNetDeep
 from bnexp.nn.convnet import ConvNet
 from bnexp.nn.mlp import MLP, ResidualMLP
 from bnexp.nn.registry import Registry
@@ -18,7 +19,7 @@ from bnexp.nn.vgg import VGG
 # Config ``model.name`` → constructor.
 MODELS: Registry[type[nn.Module]] = Registry("model.name", {
     "mlp": MLP, "resmlp": ResidualMLP, "convnet": ConvNet, "vgg": VGG, "resnet": ResNet,
-    "resblock": ResBlockMLP,
+    "resblock": ResBlockMLP, "alexnet_deep": AlexNetDeep,
 })
 
 
