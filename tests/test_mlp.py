@@ -21,6 +21,9 @@ def _x(n: int = 16, *shape: int, seed: int = 0) -> torch.Tensor:
 
 
 FC_MODELS = ["mlp", "resmlp"]  # fully connected: inputs of any shape are flattened
+# Models that take any width and 3×2×2 inputs; alexnet_deep's fixed channels and pools need width 256 and images of
+# side >= 15 (tests/test_models_conv.py runs it on every norm and activation)
+ANY_SIZE_MODELS = [name for name in sorted(MODELS) if name != "alexnet_deep"]
 
 
 def _rms_norm(h: torch.Tensor) -> torch.Tensor:
@@ -47,7 +50,7 @@ def test_shapes_and_flattening(name):
     assert headless(x).shape == (8, 10) and len(headless.weight_layers()) == len(lin) - 1
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ANY_SIZE_MODELS)
 def test_forward_features_matches_forward(name):
     torch.manual_seed(0)
     model = build_model(name, d_in=12, width=10, depth=4, d_out=3, norm="bn_torch").double()
@@ -152,7 +155,7 @@ def test_post_norm_residual_keeps_trace_m_equal_d():
 
 @pytest.mark.parametrize("act", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("norm", sorted(NORMS))
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", ANY_SIZE_MODELS)
 def test_forward_backward_every_combination(name, norm, act):
     torch.manual_seed(0)
     model = build_model(name, d_in=12, width=8, depth=3, d_out=4, norm=norm, act=act)
