@@ -4,7 +4,8 @@ Trainer hook — one line, after the model is built and before step 0 is measure
 
     pretrain_stats = pretrain.pretrain(model, x_train, y_train, cfg.get("pretrain"), seed)  # none → no-op
 
-(``cfg.pretrain`` is the ``pretrain`` config group: ``configs/pretrain/{none,end_to_end,layerwise}.yaml``; a
+(``cfg.pretrain`` is the ``pretrain`` config group: ``configs/pretrain/{none,end_to_end,layerwise}.yaml``, and
+``svd_orth``: the ortho paper's data-dependent init, :mod:`bnexp.training.svd_init`, with its own statistics; a
 config without the group, ``None``, is ``none``; the returned dict of plain numbers suits
 ``writer.note(pretrain=...)``.) Call it with the trainer's torch threads already set: at quick-scale widths one
 thread is ~10× faster than two oversubscribed ones (measured). :func:`validate` checks the node
@@ -97,6 +98,7 @@ from tqdm.auto import tqdm
 
 from bnexp import data, metrics
 from bnexp.errors import ConfigError, check_bool, check_int, check_number, choose
+from bnexp.training import svd_init
 
 __all__ = ["PRETRAINERS", "inv_rank", "inv_sqrt_rank", "pretrain", "validate"]
 
@@ -109,6 +111,7 @@ _KEYS = {
     "end_to_end": {"name", "minibatches", "batch_size", "steps", "lr", "layer", "point", "progress"},
     "layerwise": {"name", "iters", "cumulative", "prior_iters", "step", "batch_size", "every", "layers", "point",
                   "sample", "progress"},
+    "svd_orth": {"name", "batch_size", "sample", "power", "vslice", "eps", "progress"},  # bnexp.training.svd_init
 }
 
 
@@ -170,6 +173,8 @@ def validate(cfg: DictConfig | None) -> None:
                           f"not a key of pretrain {name}; valid keys: {', '.join(sorted(_KEYS[name]))}")
     if name == "none":
         return
+    if name == "svd_orth":
+        return svd_init.validate(cfg)
     check_int(_key("batch_size"), cfg.get("batch_size"), 2)  # r of one sample is 1 whatever the weights
     choose(_key("point"), cfg.get("point"), POINTS)
     _check_bool(cfg, "progress")
@@ -236,7 +241,7 @@ def _weights(model: nn.Module) -> list[Tensor]:
 
 
 def _check_model(model: nn.Module, name: str) -> None:
-    if not callable(getattr(model, "forward_features", None)):
+    if name != "svd_orth" and not callable(getattr(model, "forward_features", None)):  # svd_orth: forward hooks
         raise ConfigError(_key("name"), name, f"needs a model with forward_features(x); {type(model).__name__} "
                           "has none (use pretrain=none)")
 
@@ -349,6 +354,8 @@ def _layerwise(model: nn.Module, x_train: Tensor, cfg: DictConfig, seed: int, ba
 def _total_steps(cfg: DictConfig, model: nn.Module, x_train: Tensor) -> int:
     if cfg.name == "end_to_end":
         return int(cfg.minibatches) * int(cfg.steps)
+    if cfg.name == "svd_orth":
+        return len(svd_init.targets(model))
     n_targets = len(_targets(cfg, _depth(model, x_train)))
     return n_targets * (int(cfg.iters) + (int(cfg.prior_iters) if cfg.cumulative else 0))
 
@@ -358,6 +365,7 @@ PRETRAINERS: dict[str, Callable[[nn.Module, Tensor, DictConfig, int, tqdm], dict
     "none": None,
     "end_to_end": _end_to_end,
     "layerwise": _layerwise,
+    "svd_orth": svd_init.svd_orth,  # the ortho paper's iterative orthogonalization init (one pass, no steps)
 }
 
 
