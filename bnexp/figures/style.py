@@ -61,6 +61,7 @@ STYLES: Mapping[str, Mapping[str, dict[str, Any]]] = {
         "torch_default": _s(BLACK, "o", "-", "torch default"),
         "asym": _s(ORANGE, "P", "-", "asymmetric"),
         "pretrained": _s(GREEN, "^", "--", "pre-trained"),
+        "svd_orth": _s(VERMILION, "o", "-", "orthogonal (SVD init)"),
     },
     "act": {
         "linear": _s(BLUE, "o", "-", "identity"),
