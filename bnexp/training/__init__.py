@@ -8,7 +8,11 @@
 * :mod:`~bnexp.training.precision` — the precision plan (bf16 autocast with float32 norms, channels_last);
 * :mod:`~bnexp.training.rng` — the random streams of a run (seeding, forks, state for checkpoints);
 * :mod:`~bnexp.training.optim` — optimisers, learning-rate schedules, minibatch sampling;
-* :mod:`~bnexp.training.pretrain` — rank-maximising pre-training (rank paper, Algorithm 1);
+* :mod:`~bnexp.training.pretrain` — data-dependent preparation before step 0 (``pretrain=``): rank-maximising
+  pre-training (rank paper, Algorithm 1) and, from :mod:`~bnexp.training.svd_init`, the ortho paper's iterative
+  orthogonalization init;
+* :mod:`~bnexp.training.stacked` — replicate-stacked SGD (runs of a sweep trained as one model,
+  ``bnexp.engines.train_group``);
 * :mod:`~bnexp.training.checkpoint` — ``checkpoint.pt``, written atomically.
 
 The network engine (:mod:`bnexp.engines.train`) builds the models and calls :func:`bnexp.training.fit.train_all`.
