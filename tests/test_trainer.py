@@ -679,3 +679,25 @@ def test_set_metrics_average_the_metric_of_every_training_chunk():
     hidden = np.mean([spectral(features[-1]["post"][a:b].numpy()) for a, b in bounds])
     assert rows[(0, 2, "set_ortho_gap_spectral")] == pytest.approx(hidden, rel=1e-9)
     assert rows[(1, 3, "set_ortho_gap_spectral")] != rows[(0, 3, "set_ortho_gap_spectral")]  # trained: it moved
+
+
+def test_probe_every_k_log_points_and_the_timing_note(tmp_path, monkeypatch):
+    """``probe.every = 2``: the probe's rows (here grad_norm, weight_isometry_gap) at steps 0, 2, 4 only, the other
+    rows every epoch; run.json notes the training time and the share of it spent measuring."""
+    import json
+
+    from bnexp import config, results
+    from bnexp.engines import train as engine
+
+    monkeypatch.setenv("BNEXP_OUTPUTS", str(tmp_path))
+    cfg = config.compose("train", ["model.depth=3", "model.width=8", "data.dim=8", "data.n_train=40",
+                                   "data.n_test=10", "data.batch_size=8", "optim.epochs=5", "optim.lr=0.05",
+                                   "runtime.progress=false", "probe.metrics=[rank_lower_bound]",
+                                   "+probe.weight_metrics=[isometry_gap]", "+probe.every=2"])
+    directory, _ = results.execute(cfg, engine.run)
+    rows = results.read_metrics(directory)
+    for metric in ("grad_norm", "weight_isometry_gap", "rank_lower_bound"):
+        assert sorted(rows.loc[rows["metric"] == metric, "step"].unique()) == [0, 2, 4], metric
+    assert sorted(rows.loc[rows["metric"] == "test_acc", "step"].unique()) == [0, 1, 2, 3, 4, 5]
+    timing = json.loads((directory / "run.json").read_text())["timing"]["0"]
+    assert timing["epochs"] == 5 and timing["seconds"] > 0 and 0 < timing["measure_share"] < 1

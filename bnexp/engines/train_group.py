@@ -31,6 +31,7 @@ CPU in float64 the metrics.csv and spectra of a group equal those of one-at-a-ti
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -263,6 +264,7 @@ def _fit(sgd: StackedSGD, batches: StackedBatches, trainers: list[Trainer], writ
     loss_sum = torch.zeros(R, dtype=torch.float64, device=device)
     correct = torch.zeros(R, dtype=torch.float64, device=device)
     epoch = trainers[0].epoch
+    start = time.perf_counter()
     while epoch < epochs and any(live):
         seen = 0
         for idx in batches.epoch():
@@ -297,3 +299,6 @@ def _fit(sgd: StackedSGD, batches: StackedBatches, trainers: list[Trainer], writ
                 with forked_rng(device, train_seed(trainer.seed)):
                     state = fit.checkpoint_state(cfgs[r], device, trainer.precision, trainer, writer, notes[r])
                 checkpoint.save(checkpoint.path_in(writer.directory), state)
+    for trainer, writer, note in zip(trainers, writers, notes):  # the group's wall time, each run's measure share
+        trainer.seconds["train"] = time.perf_counter() - start
+        fit.note_timing(writer, note, trainer)

@@ -44,6 +44,7 @@ class ProbeSpec:
     rank_include_output: bool = False  # avg_rank over the readout too
     spectra: bool = False  # every weight matrix's singular values per log point, in the run directory
     train_pass: bool = False  # train_full_loss, train_full_acc: an eval-mode pass over the training set
+    every: int = 1  # training: the probe at steps that are multiples of this (and step 0)
     set_metrics: tuple[str, ...] = ()  # metrics of the logits and last hidden layer per training chunk, averaged
     dist_normalize: bool = False  # weight_distance: each ‖W_t − W_prev‖_F divided by ‖W_prev‖_F
     bn_eval: str = "running"  # eval-mode passes: BN running statistics | full_train_stats (one full-set pass)
@@ -84,6 +85,7 @@ class ProbeSpec:
         train_pass = check_bool("probe.train_pass", cfg.get("train_pass", False))
         dist_normalize = check_bool("probe.dist_normalize", cfg.get("dist_normalize", False))
         set_names = _metric_names("probe.set_metrics", cfg.get("set_metrics", []), "ortho_gap_spectral")
+        every = check_int("probe.every", cfg.get("every", 1), 1)
         bn_eval = cfg.get("bn_eval", "running")
         if bn_eval not in BN_EVAL:
             raise ConfigError("probe.bn_eval", bn_eval, BN_EVAL)
@@ -91,7 +93,8 @@ class ProbeSpec:
                    rank_tol=tol, batches=batches, input=inputs, weight_metrics=weight_names, alignment=alignment,
                    alignment_samples=samples, weight_ranks=weight_ranks, rank_eps=rank_eps, zero_rtol=zero_rtol,
                    rank_include_output=include_output, spectra=spectra, train_pass=train_pass,
-                   dist_normalize=dist_normalize, bn_eval=bn_eval, set_metrics=set_names)
+                   dist_normalize=dist_normalize, bn_eval=bn_eval, set_metrics=set_names,
+                   every=every)
 
 
 def _metric_names(key: str, names, example: str) -> tuple[str, ...]:

@@ -68,7 +68,7 @@ from bnexp.training.optim import OptimSpec
 from bnexp.training.precision import Precision
 from bnexp.training.rng import forked_rng, pretrain_seeded, rng_state, set_rng_state, train_seed
 
-__all__ = ["Networks", "checkpoint_state", "choose_lr", "note_stop", "open_run", "train_all"]
+__all__ = ["Networks", "checkpoint_state", "choose_lr", "note_stop", "note_timing", "open_run", "train_all"]
 
 
 class Networks(Protocol):
@@ -116,6 +116,17 @@ def open_run(cfg: DictConfig, writer, device: torch.device, precision: Precision
     if "diverged_at" in notes:
         writer.note(diverged=True)
     return state, notes
+
+
+def note_timing(writer, notes: dict, trainer: Trainer) -> None:
+    """run.json ``timing = {seed: {epochs, seconds, measure_share}}``: the wall time of the replicate's training
+    epochs (this process's share, when resumed; a stacked group's wall time for its runs) and the fraction of it
+    spent in log-point measurements."""
+    total, measured = trainer.seconds["train"], trainer.seconds["measure"]
+    notes.setdefault("timing", {})[str(trainer.seed)] = {
+        "epochs": trainer.epoch, "seconds": round(total, 3),
+        "measure_share": round(measured / total, 4) if total > 0 else None}
+    writer.note(timing=notes["timing"])
 
 
 def note_stop(writer, notes: dict, trainer: Trainer) -> None:
@@ -241,6 +252,7 @@ def train_all(cfg: DictConfig, writer, networks: Networks, *, seeds: list[int], 
                           disable=not runtime_cfg.get("progress", True), leave=False) as bar:
                     trainer.fit(emit, on_epoch_end, bar)
             finals[g] = trainer.last_train_loss
+            note_timing(writer, notes, trainer)
             if trainer.stopped and not searching:
                 note_stop(writer, notes, trainer)
         state = None

@@ -30,6 +30,7 @@ replicate's ``shuffle`` stream; the caller runs :meth:`Trainer.fit` with torch's
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -81,6 +82,7 @@ class Trainer:
         self.stop_reason: str | None = None  # "diverged" | "early_stop"
         self.low_acc_streak = 0  # consecutive log points past optim.stop_after at accuracy ≤ optim.stop_below_acc
         self.at_step = 0  # the step of the log point being measured
+        self.seconds = {"train": 0.0, "measure": 0.0}  # wall time in training epochs, of it in log points
         self.spectra_sink: Callable[[int, int, list], None] | None = None
         self._reset_sums()
 
@@ -96,9 +98,11 @@ class Trainer:
         generator (dropout in a train-mode probe), so that what is measured never changes the training run's
         random stream."""
         self.at_step = step
+        start = time.perf_counter()
         with forked_rng(self.device):
             items = [item for m in self.measurements if m.when in (when, EVERY) for item in m(self)]
         rows = values_to_rows(items, self.seed, step)  # the log point's one host sync
+        self.seconds["measure"] += time.perf_counter() - start
         if _logged(rows).get("diverged") == 1.0:
             self.stopped, self.stop_reason = True, "diverged"
         return rows
@@ -143,6 +147,7 @@ class Trainer:
     def train_epoch(self, emit: Callable[[list[Row]], None] | None = None, bar=None) -> None:
         """The next epoch's steps. With ``emit``, the log points that fall in it are emitted (per-epoch logging:
         at its end); without, nothing is measured (benchmarks)."""
+        start = time.perf_counter()
         self.model.train()
         every = self.optim.log_every
         for idx in epoch_batches(len(self.x_train), self.batch_size, self.shuffle, self.device,
@@ -159,6 +164,7 @@ class Trainer:
         self.epoch += 1
         if emit is not None and every is None and not self.stopped:
             self._emit(emit, self.log(self.epoch), bar)
+        self.seconds["train"] += time.perf_counter() - start
 
     def _emit(self, emit, rows: list[Row], bar) -> None:
         emit(rows)

@@ -205,7 +205,8 @@ class SetPass:
 @dataclass(frozen=True)
 class Probe:
     """The probe (``bnexp.probe``) of the fixed probe batch in train mode (batch statistics, as every paper
-    measures; buffers restored)."""
+    measures; buffers restored). With ``probe.every = k`` the log points measure it only at steps that are
+    multiples of k (step 0 always): per-layer rows of a 1000-layer net every epoch would be millions of rows."""
 
     spec: ProbeSpec
     when: str = LOG
@@ -218,6 +219,8 @@ class Probe:
                 *(f"weight_{m}" for m in spec.weight_metrics))
 
     def __call__(self, trainer: Trainer) -> list[Item]:
+        if self.when == LOG and trainer.at_step % self.spec.every:
+            return []
         trainer.model.train()
         return probe(trainer.model, trainer.x_probe, trainer.y_probe, self.spec)
 
