@@ -13,7 +13,9 @@ seed gives the same numbers on every device).
   paper's Fig 1 input), ``shifted_gaussian`` (offset + N(0, I) images), ``powerlaw`` (image-like inputs with
   a power-law spectrum), ``prototypes`` (noisy sparse class prototypes, the rank paper's quick-scale
   classification task), ``mixture`` (a Gaussian mixture of class means plus an offset, the ortho paper's
-  quick-scale training task), ``uniform_images`` (i.i.d. U[0, 255] images, the rank paper's "random data");
+  quick-scale training task), ``teacher`` (N(0, I) inputs labelled by a random one-hidden-layer tanh net, the
+  depth paper's quick-scale training task), ``uniform_images`` (i.i.d. U[0, 255] images, the rank paper's
+  "random data");
 * real (:mod:`bnexp.data.vision`, torchvision's on-disk formats under ``data.root``): ``mnist``,
   ``fashion_mnist``, ``cifar10``, ``cifar100``.
 
@@ -51,6 +53,7 @@ DATASETS: dict[str, Source] = {
     "powerlaw": Source(synthetic.check_powerlaw, synthetic.powerlaw),
     "prototypes": Source(synthetic.check_prototypes, synthetic.prototypes),
     "mixture": Source(synthetic.check_mixture, synthetic.mixture),
+    "teacher": Source(synthetic.check_teacher, synthetic.teacher),
     "uniform_images": Source(synthetic.check_uniform_images, synthetic.uniform_images),
     **vision.SOURCES,
 }
