@@ -38,7 +38,7 @@ def not_yet() -> dict[str, str]:
     """The papers' figures bnexp does not reproduce yet, with what each needs: ``{id: what}``."""
     import yaml  # plain YAML (PyYAML, which Hydra needs)
 
-    return yaml.safe_load(Path(__file__).with_name("not_yet.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load(Path(__file__).with_name("not_yet.yaml").read_text(encoding="utf-8")) or {}
 
 
 def register(*figures: Figure) -> None:

@@ -4,7 +4,10 @@ Joudaki, Orabona, Immer, Rätsch, Daneshmand; ICLR 2024).
 Families: :mod:`.isometry` (fig1, the isometry gap decays with depth), :mod:`.gradients` (fig2, fig3, figH6:
 ln‖∇_{W_1} L‖ against depth), :mod:`.shaping` (fig5, activation shaping), :mod:`.activations` (figH5,
 nonlinearities without gain), :mod:`.residual` (figJ1, residual networks with Gaussian weights), :mod:`.rates`
-(figF1, figF2, the explosion rate against the gain), :mod:`.inputs` (tableE1, the numerical rank of input batches).
+(figF1, figF2, the explosion rate against the gain), :mod:`.inputs` (tableE1, the numerical rank of input batches);
+training (``configs/exp/depth_train.yaml``, shared runs): :mod:`.training` (fig4, figH1–H4, train and test accuracy
+of shaped BN MLPs of depth 100–1000), :mod:`.implicit` (fig6, figG1, figG2, φ(W_ℓ) and ‖∇W_ℓ‖ per layer during
+training: the implicit orthogonality bias of SGD).
 
 The init-time figures are sweeps of ``bnexp train`` with ``optim.epochs = 0`` on the experiments that include
 ``configs/exp/depth_init_base.yaml``: the paper's setup, d = n = 100 on one CIFAR-10 training batch
