@@ -15,7 +15,7 @@ BNEXP_REPRODUCE = $(BIN)/bnexp reproduce --scale $(SCALE)
 PAPERS := rank markov ortho depth lowrank
 
 .DEFAULT_GOAL := help
-.PHONY: help venv quick paper data test lint bench bench-probe bench-train bench-lowrank cost-lowrank report docs clean $(PAPERS)
+.PHONY: help venv quick paper data test lint bench bench-probe bench-train bench-lowrank bench-deep cost-lowrank report docs clean $(PAPERS)
 
 help: ## list the targets, then every paper and figure target with its expected cost (from the figure registry)
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench-train: venv ## trainer vs a plain DataLoader loop: images/s, ratio, loggin
 
 bench-lowrank: venv ## replicate-stacked SGD vs a plain loop of modules (MLP-BN-5-64, 12 replicates): replicate-steps/s, ratio
 	$(BIN)/python scripts/bench_lowrank.py
+
+bench-deep: venv ## deep narrow MLP training (depth L = 100, 1000, d = 100): engine vs plain loop, compile, CUDA graphs, log-point share
+	$(BIN)/python scripts/bench_deep.py
 
 cost-lowrank: venv ## paper-scale hours of each lowrank figure, one run at a time vs stacked groups, from short measured runs
 	$(BIN)/python scripts/cost_lowrank.py
