@@ -15,7 +15,7 @@ BNEXP_REPRODUCE = $(BIN)/bnexp reproduce --scale $(SCALE)
 PAPERS := rank markov ortho depth lowrank
 
 .DEFAULT_GOAL := help
-.PHONY: help venv quick paper data test lint bench bench-probe bench-train bench-lowrank bench-deep cost-lowrank report docs clean $(PAPERS)
+.PHONY: help venv quick paper data test lint bench bench-probe bench-train bench-lowrank bench-deep cost-lowrank cost-paper report docs clean $(PAPERS)
 
 help: ## list the targets, then every paper and figure target with its expected cost (from the figure registry)
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ bench-deep: venv ## deep narrow MLP training (depth L = 100, 1000, d = 100): eng
 
 cost-lowrank: venv ## paper-scale hours of each lowrank figure, one run at a time vs stacked groups, from short measured runs
 	$(BIN)/python scripts/cost_lowrank.py
+
+cost-paper: venv ## paper-scale hours of SGD steps of the ortho and depth training figures, from a few timed steps each
+	$(BIN)/python scripts/cost_paper.py --threads 1
 
 report: venv ## outputs/report/index.html: every plotted figure, the paper's caption, claims, commands, run metadata
 	$(BIN)/bnexp report
