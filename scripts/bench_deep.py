@@ -382,6 +382,8 @@ def report(depths, variants, results, shares, skipped, n_test: int) -> None:
         print(f"| {v} | " + " | ".join(cells) + " |")
     for v, why in skipped.items():
         print(f"# skipped {v}: {why}")
+    if not any("engine" in results[d] for d in depths):
+        return
     print(f"\n| L | engine step (s) | epoch of {EPOCH_STEPS} steps (s) | probe (s) | test pass of {n_test:,} (s) "
           "| log point (s) | share of the epoch |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
