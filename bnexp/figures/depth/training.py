@@ -48,15 +48,17 @@ def accuracy(df: pd.DataFrame, metric: str, act: str) -> pd.DataFrame:
     return sub[sub["step"] > 0]
 
 
-def panels(axes, df: pd.DataFrame, metric: str, ylabel: str, scale: str) -> None:
-    """One panel per activation: ``metric`` against the epoch (log axis), one line per depth."""
+def panels(axes, df: pd.DataFrame, metric: str, ylabel: str, scale: str, legend: bool = True) -> None:
+    """One panel per activation: ``metric`` against the epoch (log axis), one line per depth (the legend in the
+    first panel, when ``legend``)."""
     for ax, act in zip(axes, ACTS):
         style.bands(ax, accuracy(df, metric, act), "step", "model.depth", label="depth {:g}".format, marker="")
         ax.set_xscale("log")
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{'identity' if act == 'linear' else act} ({scale})")
-    axes[0].legend()
+    if legend:
+        axes[0].legend()
 
 
 def final(df: pd.DataFrame, metric: str, act: str, depth: int) -> float:
@@ -106,7 +108,7 @@ def plot_fig4(frames, scale):
 def plot_both(frames, scale):
     fig, axes = style.new_figure(ncols=3, nrows=2, width=3.0)
     panels(axes[:3], frames["runs"], "train_acc", "train accuracy", scale)
-    panels(axes[3:], frames["runs"], "test_acc", "test accuracy", scale)
+    panels(axes[3:], frames["runs"], "test_acc", "test accuracy", scale, legend=False)
     return fig
 
 
