@@ -25,7 +25,7 @@ RUNS = {
     "smoke": {"runs": RunGrid(EXP, SMOKE_TRAIN, {"act": ["sin", "tanh"], "model.depth": [8, 24]})},
 }
 EPOCHS = {"paper": [50, 100, 200, 300], "quick": [1, 8, 15], "smoke": [1, 3, 6]}
-METRICS = (("weight_isometry_gap", "isometry gap φ(W_ℓ)"), ("grad_norm", "gradient norm ‖∇W_ℓ‖_F"))
+METRICS = (("weight_isometry_gap", "isometry gap φ(W_ℓ)"), ("grad_norm", "gradient norm ‖∇W_ℓ‖ (Frobenius)"))
 
 
 def per_layer(df: pd.DataFrame, metric: str, act: str, depth: int) -> pd.DataFrame:
