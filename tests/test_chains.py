@@ -14,6 +14,7 @@ from bnexp import chains, metrics
 from bnexp.chains import ChainParams, chain_inputs, simulate, states
 from bnexp.chains.engine import plan_threads
 from bnexp.chains.lane import bn_theory_
+from bnexp.chains.params import OPTIONAL_KEYS
 from bnexp.errors import ConfigError
 
 INF = math.inf
@@ -42,6 +43,12 @@ def np_norm(h: np.ndarray, p: ChainParams) -> np.ndarray:
     if p.norm == "bn_center":
         mu = h.mean(axis=1, keepdims=True)
         return (h - mu) / np.sqrt(((h - mu) ** 2).mean(axis=1, keepdims=True) + p.eps)
+    if p.norm in ("layernorm", "rmsnorm", "groupnorm"):  # per sample (column) over the features, in groups
+        groups = p.groups if p.norm == "groupnorm" else 1
+        g = h.reshape(groups, h.shape[0] // groups, h.shape[1])
+        if p.norm != "rmsnorm":
+            g = g - g.mean(axis=1, keepdims=True)
+        return (g / np.sqrt((g**2).mean(axis=1, keepdims=True) + p.eps)).reshape(h.shape)
     if p.renormalize:
         target = h.size if p.renorm_to == "dN" else h.shape[0]  # ‖H‖_F² = dN or d
         return h * np.sqrt(target) / np.linalg.norm(h)
@@ -70,6 +77,9 @@ STEP_CASES = [
     dict(norm="none", act="sigmoid", gamma=INF, renormalize=False),
     dict(norm="bn_theory", act="linear", gamma=1.0, weights="unif", input="collinear"),
     dict(norm="bn_theory", act="tanh", gamma=INF, input="orthogonal"),
+    dict(norm="layernorm", act="relu", gamma=INF, act_order="after_norm"),
+    dict(norm="rmsnorm", act="tanh", gamma=0.5),
+    dict(norm="groupnorm", act="linear", gamma=INF, groups=3),
 ]
 
 
@@ -288,6 +298,32 @@ def test_collinear_input_h_space():
 # ------------------------------------------------------------------------------------------------ bad input, run
 
 
+def test_per_sample_norms_equal_torch_functional():
+    """The chain's in-place per-sample norms against torch.nn.functional (no affine part), float64."""
+    from bnexp.chains.lane import layernorm_, rmsnorm_
+
+    h = torch.randn(3, 5, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 3 + 1
+    flat = h.reshape(-1, 12)
+    expect = {"layernorm": torch.nn.functional.layer_norm(flat, (12,), eps=1e-12),
+              "rmsnorm": torch.nn.functional.rms_norm(flat, (12,), eps=1e-12),
+              "groupnorm": torch.nn.functional.group_norm(flat, 4, eps=1e-12)}
+    got = {"layernorm": layernorm_(h.clone(), 1e-12), "rmsnorm": rmsnorm_(h.clone(), 1e-12),
+           "groupnorm": layernorm_(h.clone(), 1e-12, groups=4)}
+    for name, value in got.items():
+        torch.testing.assert_close(value.reshape(-1, 12), expect[name], rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_per_sample_norms_collapse_a_linear_chain():
+    """A per-sample norm leaves the product of random matrices in place: a linear chain with LayerNorm loses its
+    rank like the vanilla one, where BN keeps rank_1/2 above √d (measured, beyond the papers)."""
+    p = ChainParams(width=16, batch=16, depth=600, norm="layernorm", measure_every=600,
+                    metrics=("rank_lower_bound", "soft_rank"))
+    _, values = collect(p, [0, 1])
+    assert values["rank_lower_bound"][-1].max() < 1.5
+    _, bn = collect(dataclasses.replace(p, norm="bn_theory"), [0, 1])
+    assert bn["soft_rank"][-1].min() >= math.sqrt(16)
+
+
 @pytest.mark.parametrize("change, key", [
     (dict(width=0), "chain.width"), (dict(batch=0), "chain.batch"), (dict(depth=0), "chain.depth"),
     (dict(tau=1.5), "chain.tau"), (dict(burn_in=-1), "chain.burn_in"), (dict(burn_in=2000), "chain.burn_in"),
@@ -299,6 +335,7 @@ def test_collinear_input_h_space():
     (dict(gamma=-1.0), "chain.gamma"), (dict(gamma=float("nan")), "chain.gamma"),
     (dict(renorm_to="1"), "chain.renorm_to"),
     (dict(space="M", act="tanh"), "chain.space"), (dict(space="M", norm="bn_center"), "chain.space"),
+    (dict(space="M", norm="layernorm"), "chain.space"), (dict(norm="groupnorm", groups=5), "chain.groups"),
     (dict(space="M", batch=8), "chain.batch"), (dict(space="M", metrics=("mean_cosine",)), "chain.metrics"),
     (dict(sampler="gram", weights="unif"), "chain.sampler"), (dict(input="orthogonal", batch=8), "chain.batch"),
     (dict(batch=64, metrics=("isometry_gap",)), "chain.batch"),
@@ -311,7 +348,7 @@ def test_validation_names_the_key(change, key):
     assert err.value.key == key
     assert key in str(err.value)
     if key == "chain.norm":
-        assert "bn_center, bn_theory, none" in str(err.value)
+        assert "bn_center, bn_theory, groupnorm, layernorm, none, rmsnorm" in str(err.value)
     if change.get("metrics") == ("isometry_gap",):
         assert "isometry_gap" in str(err.value)
 
@@ -322,7 +359,8 @@ def test_from_cfg_reads_every_key_and_rejects_unknown_ones():
     cfg = config.compose("simulate", ["chain.width=12", "chain.gamma=0.5", "chain.metrics=[soft_rank]"])
     p = ChainParams.from_cfg(cfg.chain).validate()
     assert (p.width, p.gamma, p.metrics, p.n) == (12, 0.5, ("soft_rank",), 12)
-    assert set(cfg.chain) == {f.name for f in dataclasses.fields(ChainParams)}  # every key is in simulate.yaml
+    # every key is in simulate.yaml but the optional ones, read with defaults
+    assert set(cfg.chain) == {f.name for f in dataclasses.fields(ChainParams)} - OPTIONAL_KEYS
     with pytest.raises(ConfigError, match=r"chain\.widht"):
         ChainParams.from_cfg({"widht": 3})
     with pytest.raises(ConfigError, match=r"runtime\.threads"):

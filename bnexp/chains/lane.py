@@ -40,6 +40,21 @@ def bn_center_(h: Tensor, eps: float, unit_norm: bool = False) -> Tensor:
     return h.mul_(ss.add_(eps).rsqrt_())
 
 
+def layernorm_(h: Tensor, eps: float, groups: int = 1) -> Tensor:
+    """In place, per sample: (x − μ) / sqrt(var_biased + eps) over each of ``groups`` equal blocks of the d features
+    (LayerNorm without affine part for ``groups = 1``, GroupNorm otherwise; statistics over features, not the batch).
+    h (R, N, d)."""
+    g = h.view(*h.shape[:-1], groups, h.shape[-1] // groups)  # (R, N, G, d/G), a view: writes go to h
+    g.sub_(g.mean(dim=-1, keepdim=True))
+    g.mul_(g.square().mean(dim=-1, keepdim=True).add_(eps).rsqrt_())
+    return h
+
+
+def rmsnorm_(h: Tensor, eps: float) -> Tensor:
+    """In place, per sample: x / sqrt(mean_features(x²) + eps) (RMSNorm without affine part). h (R, N, d)."""
+    return h.mul_(h.square().mean(dim=-1, keepdim=True).add_(eps).rsqrt_())
+
+
 def renormalize_(h: Tensor, target: float) -> Tensor:
     """In place: rescale each replicate to ‖H‖_F² = target (vanilla chains; 0 or inf give nan, recorded)."""
     norm = torch.linalg.vector_norm(h, dim=(-2, -1), keepdim=True)  # (R, 1, 1)
@@ -75,6 +90,9 @@ class Lane:
         unit = p.bn_scale == "unit_norm"
         self.norm_ = {"bn_theory": lambda h: bn_theory_(h, p.eps, unit),
                       "bn_center": lambda h: bn_center_(h, p.eps, unit),
+                      "layernorm": lambda h: layernorm_(h, p.eps),
+                      "rmsnorm": lambda h: rmsnorm_(h, p.eps),
+                      "groupnorm": lambda h: layernorm_(h, p.eps, p.groups),
                       "none": (lambda h: renormalize_(h, p.renorm_target())) if p.renormalize else (lambda h: h)
                       }[p.norm]
         self.act = ACTIVATIONS[p.act]

@@ -15,7 +15,12 @@ from bnexp.errors import ConfigError, check_int, check_number
 from bnexp.nn.activations import ACTIVATIONS
 from bnexp.runtime import DTYPES
 
-NORMS = ("bn_theory", "bn_center", "none")
+# per feature over the batch (BN) or none; then per sample over the features (the nn norms of the same names)
+NORMS = ("bn_theory", "bn_center", "none", "layernorm", "rmsnorm", "groupnorm")
+PER_SAMPLE_NORMS = frozenset({"layernorm", "rmsnorm", "groupnorm"})
+# keys read with their defaults and absent from configs/simulate.yaml, so that the run keys of existing chain runs stay
+# (set them with +chain.<key>=...)
+OPTIONAL_KEYS = frozenset({"groups"})
 ACT_ORDERS = ("branch", "after_norm")
 WEIGHTS = ("gauss", "unif")
 INPUTS = ("gaussian", "collinear", "orthogonal", "basis", "near_collinear", "spiked")
@@ -54,6 +59,7 @@ class ChainParams:
     space: str = "H"
     sampler: str = "full_w"
     eps: float = 1e-12
+    groups: int = 8  # norm=groupnorm: feature groups (optional key, +chain.groups=k; must divide chain.width)
     dtype: str = "float64"
     burn_in: int = 0
     measure_every: int = 1
@@ -130,6 +136,9 @@ class ChainParams:
         if not (isinstance(self.gamma, (int, float)) and not isinstance(self.gamma, bool) and self.gamma >= 0):
             raise ConfigError("chain.gamma", self.gamma, "must be a number ≥ 0 or .inf (no skip connection)")
         choice("norm", self.norm, NORMS)
+        positive_int("groups", self.groups)
+        if self.norm == "groupnorm" and self.width % self.groups:
+            raise ConfigError("chain.groups", self.groups, f"must divide chain.width={self.width} (norm=groupnorm)")
         choice("bn_scale", self.bn_scale, BN_SCALES)
         if not isinstance(self.renormalize, bool):
             raise ConfigError("chain.renormalize", self.renormalize, [True, False])
@@ -176,8 +185,9 @@ class ChainParams:
         if self.space == "M":
             if self.act != "linear":
                 raise ConfigError("chain.space", self.space, "M-space is exact only for linear chains (act=linear)")
-            if self.norm == "bn_center":
-                raise ConfigError("chain.space", self.space, "M-space cannot centre; use norm=bn_theory or none")
+            if self.norm == "bn_center" or self.norm in PER_SAMPLE_NORMS:
+                raise ConfigError("chain.space", self.space, f"M-space knows M = HᵀH/N only, which norm={self.norm} "
+                                  "cannot act on; use norm=bn_theory or none")
             if self.sampler != "full_w":
                 raise ConfigError("chain.space", self.space, "M-space iterates W M Wᵀ; use sampler=full_w")
             if self.bn_scale != "unit_variance":
