@@ -407,8 +407,9 @@ def test_alexnet_deep_is_manual_composition_float64(norm):
 def test_alexnet_deep_forward_backward_every_norm_and_activation(norm, act):
     """What tests/test_mlp.py runs for the generic models, on images the fixed architecture can take (16×16)."""
     torch.manual_seed(0)
-    # eps > 0: a norm after σ = ReLU meets channels that are 0 on the whole batch (0/0 with bn_center's eps = 0)
-    options = {"norm_kwargs": {"eps": 1e-5}} if norm != "none" else {}
+    # eps > 0: a norm after σ = ReLU meets channels that are 0 on the whole batch (0/0 with bn_center's eps = 0);
+    # none and weightnorm (an identity slot, the weights normalised) have no eps
+    options = {"norm_kwargs": {"eps": 1e-5}} if norm not in ("none", "weightnorm") else {}
     model = _alexnet(depth=1, side=16, norm=norm, act=act, dropout=0.0, **options).train()
     logits, layers = model.forward_features(_images(8, 16))
     torch.testing.assert_close(logits, model(_images(8, 16)), rtol=0, atol=0)

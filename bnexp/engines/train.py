@@ -8,46 +8,43 @@ init-time probe; :mod:`bnexp.training` trains (``fit``: replicates × learning-r
 For each replicate r (seed = cfg.seed + r) it builds the data and the model and writes long rows
 ``(seed, step, layer, metric, value)``:
 
-* ``optim.epochs = 0`` — one forward of the probe batch (the first ``data.batch_size`` training samples)
-  in train mode (batch statistics) and one backward of its mean loss (``optim.loss``: cross-entropy by
-  default, ``mse`` squared error to one-hot targets; :func:`probe_spec`). Step 0 rows: the
-  ``probe.metrics`` of representation ``probe.point`` for each hidden layer ℓ in ``probe.layers``
-  (layer = ℓ, 0-indexed: ℓ = 0 is the first hidden layer), ``grad_norm`` per *weight* layer k of
-  ``model.weight_layers()`` (layer = k; MLP: k = 0 is fc_0, the input projection, and k = depth the
-  readout; ResidualMLP: k = 0 is the input projection, block ℓ is k = ℓ + 1), and ``loss`` (layer empty);
-  with ``probe.input`` the probe metrics of the flattened input batch (layer = −1), with
-  ``probe.weight_metrics`` the metrics ``weight_<metric>`` of every weight matrix W_k (layer = k), with
-  ``probe.alignment`` the directional gradient alignment ``grad_alignment`` and ``grad_cosine_full`` (layer
-  empty; see :mod:`bnexp.probe`). With ``probe.batches = K`` the same network is measured on K probe batches
-  (consecutive chunks of ``data.batch_size`` training samples), written as step = b for batch b = 0 … K−1
-  (weight metrics at step 0 only: the network is the same).
-* ``optim.epochs > 0`` — training with ``optim.name`` (sgd | adam) and ``optim.schedule`` (constant | cosine |
-  step, stepped every iteration) on minibatches drawn by ``data.sampling`` (shuffle | replacement). The same
-  probe runs at step 0 and at every log point (BN running statistics restored after each probe, so measuring
-  never changes training), plus ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc`` (layer empty).
-  Log points: ``optim.log_every = null`` → after every epoch, step = epoch; ``optim.log_every = k`` → every
-  k optimiser steps and after the last, step = iteration (run.json notes ``step_unit``). ``train_*`` are
-  running means over the minibatches since the previous log point (train mode, weights changing, weighted by
-  batch size); ``test_*`` are eval-mode passes over the test set. Step 0: both come from passes over the full sets
-  before training with batch statistics (torch BN's running statistics are still their initial values then).
-  Passes run in chunks of
-  ``data.batch_size`` (norms without running statistics — bn_theory, bn_center — normalise with each chunk's
-  statistics, as in training). With ``optim.lr_grid`` every replicate is trained at each learning rate from
-  the same initial weights and only the run with the lowest final training loss is written, with rows ``lr``,
-  ``grid_lr`` and ``grid_train_loss`` (:mod:`bnexp.training.fit`). A run directory gets ``checkpoint.pt`` every
-  ``runtime.checkpoint_every`` epochs; rerunning a killed run resumes from it and ends with the same
-  metrics.csv as an uninterrupted run. The low-rank paper's rows (``probe.weight_ranks``, ``probe.spectra``,
-  ``probe.train_pass``; :mod:`bnexp.training.measures`) are training-only: validation refuses them at
-  ``optim.epochs = 0`` (the init-time probe has ``probe.weight_metrics``).
+* ``optim.epochs = 0`` — one forward of the probe batch (the first ``data.batch_size`` training samples) in train
+  mode (batch statistics) and one backward of its mean loss (``optim.loss``: cross-entropy by default, ``mse``
+  squared error to one-hot targets; :func:`probe_spec`). Step 0 rows: the ``probe.metrics`` of representation
+  ``probe.point`` for each hidden layer ℓ in ``probe.layers`` (layer = ℓ, 0-indexed: ℓ = 0 is the first hidden
+  layer), ``grad_norm`` per *weight* layer k of ``model.weight_layers()`` (‖∂loss/∂W_k‖, ‖∂loss/∂V_k‖ under
+  ``norm=weightnorm``; layer = k; MLP: k = 0 is fc_0, the input projection, and k = depth the readout; ResidualMLP:
+  k = 0 is the input projection, block ℓ is k = ℓ + 1), and ``loss`` (layer empty); with ``probe.input`` the probe
+  metrics of the flattened input batch (layer = −1), with ``probe.weight_metrics`` the metrics ``weight_<metric>`` of
+  every weight matrix W_k (layer = k), with ``probe.alignment`` the directional gradient alignment ``grad_alignment``
+  and ``grad_cosine_full`` (layer empty; see :mod:`bnexp.probe`). With ``probe.batches = K`` the same network is
+  measured on K probe batches (consecutive chunks of ``data.batch_size`` training samples), written as step = b for
+  batch b = 0 … K−1 (weight metrics at step 0 only: the network is the same).
+* ``optim.epochs > 0`` — training with ``optim.name`` (sgd | adam) and ``optim.schedule`` (constant | cosine | step,
+  stepped every iteration) on minibatches drawn by ``data.sampling`` (shuffle | replacement). The same probe runs at
+  step 0 and at every log point (BN running statistics restored after each probe, so measuring never changes
+  training), plus ``train_loss``, ``train_acc``, ``test_loss`` and ``test_acc`` (layer empty). Log points:
+  ``optim.log_every = null`` → after every epoch, step = epoch; ``optim.log_every = k`` → every k optimiser steps and
+  after the last, step = iteration (run.json notes ``step_unit``). ``train_*`` are running means over the minibatches
+  since the previous log point (train mode, weights changing, weighted by batch size); ``test_*`` are eval-mode
+  passes over the test set. Step 0: both come from passes over the full sets before training with batch statistics
+  (torch BN's running statistics are still their initial values then). Passes run in chunks of ``data.batch_size``
+  (norms without running statistics — bn_theory, bn_center — normalise with each chunk's statistics, as in training).
+  With ``optim.lr_grid`` every replicate is trained at each learning rate from the same initial weights and only the
+  run with the lowest final training loss is written, with rows ``lr``, ``grid_lr`` and ``grid_train_loss``
+  (:mod:`bnexp.training.fit`). A run directory gets ``checkpoint.pt`` every ``runtime.checkpoint_every`` epochs;
+  rerunning a killed run resumes from it and ends with the same metrics.csv as an uninterrupted run. The low-rank
+  paper's rows (``probe.weight_ranks``, ``probe.spectra``, ``probe.train_pass``; :mod:`bnexp.training.measures`) are
+  training-only: validation refuses them at ``optim.epochs = 0`` (the init-time probe has ``probe.weight_metrics``).
 
-Seeds in one pass: at ``optim.epochs = 0`` the replicates are measured together (``runtime.batch_seeds``:
-``auto`` for n_seeds ≥ 2, ``true``, ``false``): every seed's model is built exactly as in the per-seed loop,
-then all are stacked and probed in one vmapped forward and one backward (``bnexp.probe.stacked``), in passes of as
-many seeds as ``probe.seeds_per_pass`` allows; the rows are the loop's (same order) and the numbers agree
-up to float rounding. The weights of a pass are initialised on worker threads (one per core, each
-replicate with its own generator, so the draws are those of the loop). ``auto`` falls back to the loop when
-vmap cannot run the model, and notes ``seed_batching`` in ``run.json``.
-Training (epochs > 0) always runs one replicate at a time.
+Seeds in one pass: at ``optim.epochs = 0`` the replicates are measured together (``runtime.batch_seeds``: ``auto``
+for n_seeds ≥ 2, ``true``, ``false``): every seed's model is built exactly as in the per-seed loop, then all are
+stacked and probed in one vmapped forward and one backward (``bnexp.probe.stacked``), in passes of as many seeds as
+``probe.seeds_per_pass`` allows; the rows are the loop's (same order) and the numbers agree up to float rounding.
+The weights of a pass are initialised on worker threads (one per core, each replicate with its own generator, so the
+draws are those of the loop). ``auto`` falls back to the loop when vmap cannot run the model, and notes
+``seed_batching`` in ``run.json``; it takes the loop with pre-training or ``norm=weightnorm`` (reparametrized
+weights: :mod:`bnexp.nn.weight_norm`). Training (epochs > 0) always runs one replicate at a time.
 
 Numerics and devices: the model and inputs are in ``cfg.dtype`` (float64 for init-time runs, float32 for
 training experiments), metrics and gradient norms are float64. Weights are drawn on the CPU from a generator
@@ -73,7 +70,7 @@ from tqdm.auto import tqdm
 
 from bnexp import data, metrics, runtime
 from bnexp.errors import ConfigError, check_bool, check_int, check_number, choose
-from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, init_weights
+from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, init_weights, reparametrization
 from bnexp.probe import (
     ProbeSpec,
     Stack,
@@ -149,9 +146,13 @@ def validate(cfg: DictConfig) -> None:
         from bnexp.training import pretrain
 
         pretrain.validate(cfg.pretrain)
-        if setting is True and _pretrainer(cfg) is not None and epochs == 0:
-            raise ConfigError("runtime.batch_seeds", True, "false or auto with pre-training (each seed is "
-                              "pre-trained on its own)")
+    reparametrized = reparametrization(cfg.norm.name) is not None  # weightnorm: (g, V) trained behind every W
+    if setting is True and epochs == 0 and (_pretrainer(cfg) is not None or reparametrized):
+        raise ConfigError("runtime.batch_seeds", True, "false or auto with pre-training or norm=weightnorm (each "
+                          "seed is pre-trained on its own; the vmapped probe stacks plain weights)")
+    if reparametrized and (cfg.get("pretrain") or {}).get("name") in ("layerwise", "svd_orth"):
+        raise ConfigError("pretrain.name", cfg.pretrain.name, f"none or end_to_end with norm={cfg.norm.name} "
+                          "(layerwise and svd_orth write W itself, not its g and V)")
     if epochs == 0:
         for key, on in (("probe.weight_ranks", spec.weight_ranks), ("probe.train_pass", spec.train_pass),
                         ("probe.set_metrics", list(spec.set_metrics))):
@@ -218,9 +219,12 @@ def _construct(cfg: DictConfig, d_in: int, n_classes: int, seed: int, dtype: tor
 
 
 def _initialise(cfg: DictConfig, model: nn.Module, seed: int) -> None:
-    """make_model's second half: the ``cfg.init`` weights from the seed's own generator (thread-safe)."""
+    """make_model's second half: the ``cfg.init`` weights from the seed's own generator (thread-safe), then the
+    norm's reparametrization of the drawn weights (``weightnorm``: W = g·V/‖V‖, V = W, g = ‖W‖ row-wise)."""
     init_weights(model, cfg.init.name, gain=cfg.init.get("gain", 1.0), generator=torch.Generator().manual_seed(seed),
                  zero_bias=bool(cfg.init.get("zero_bias", False)))
+    if (reparametrize := reparametrization(cfg.norm.name)) is not None:
+        reparametrize(model)
 
 
 def _probe_batches(cfg: DictConfig, x_train: Tensor, y_train: Tensor, count: int) -> list[tuple[Tensor, Tensor]]:
@@ -230,12 +234,8 @@ def _probe_batches(cfg: DictConfig, x_train: Tensor, y_train: Tensor, count: int
     if count * batch > len(x_train):
         raise ConfigError("probe.batches", count, f"probe.batches · data.batch_size <= the {len(x_train)} "
                           "training samples (consecutive chunks)")
-    probes = []
-    for b in range(count):
-        x_probe, y_probe = data.probe_batch(x_train[b * batch :], y_train[b * batch :], cfg.data.batch_size,
-                                            cfg.data.get("distinct"))
-        probes.append((x_probe, y_probe))
-    return probes
+    return [data.probe_batch(x_train[b * batch :], y_train[b * batch :], cfg.data.batch_size, cfg.data.get("distinct"))
+            for b in range(count)]
 
 
 def _pretrainer(cfg: DictConfig) -> Callable[[nn.Module, Tensor, Tensor, int], dict] | None:
@@ -377,7 +377,7 @@ def run(cfg: DictConfig, writer) -> None:
     previous = torch.get_num_threads()
     setting = check_batch_seeds(cfg.runtime.get("batch_seeds", "auto"))
     seeds = [int(cfg.seed) + r for r in range(int(cfg.n_seeds))]
-    together = (optim.epochs == 0 and _pretrainer(cfg) is None
+    together = (optim.epochs == 0 and _pretrainer(cfg) is None and reparametrization(cfg.norm.name) is None
                 and (setting is True or (setting == "auto" and len(seeds) > 1)))
     try:
         if optim.epochs > 0:

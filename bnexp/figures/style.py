@@ -51,6 +51,10 @@ STYLES: Mapping[str, Mapping[str, dict[str, Any]]] = {
         "bn_detach_var": _s(ORANGE, "D", "-", "BN (variance detached)"),
         "bn_code_fig1": _s(BLUE, "o", "-", "BN"),
         "bn_code_fig6": _s(BLUE, "o", "-", "BN"),
+        "layernorm": _s(GREEN, "v", "--", "LayerNorm"),
+        "rmsnorm": _s(BLACK, "P", "--", "RMSNorm"),
+        "groupnorm": _s(ORANGE, "*", "--", "GroupNorm"),
+        "weightnorm": _s(PURPLE, "h", ":", "Weight norm"),
     },
     "init": {
         "orthogonal": _s(BLUE, "o", "-", "orthogonal"),

@@ -5,7 +5,8 @@ Every choice a config makes by name goes through one kind of registry (``bnexp.n
 (``model.name``); an unknown name raises ``ConfigError`` naming the key and the valid choices. Models take the
 norm and activation as factories (``norm_layer(name, ...)``: features → module, ``act_layer(name)``: gain →
 module), as timm injects ``norm_layer``/``act_layer``, or by name. ``is_norm(module)`` / ``NORM_TYPES`` say
-which modules normalise.
+which modules normalise; ``weight_normalize`` (``norm=weightnorm``, :mod:`bnexp.nn.weight_norm`) reparametrizes a
+model's weights as W = g·V/‖V‖ and ``trained_weight`` gives the tensor trained behind each W.
 """
 
 from bnexp.nn.activations import ACTIVATIONS, Activation, ActLayer, act_layer, gain_schedule, make_activation
@@ -19,14 +20,19 @@ from bnexp.nn.norms import (
     BatchNormCenter,
     BatchNormNoCenter,
     BatchNormTheory,
+    GroupNorm,
+    LayerNorm,
     NormLayer,
+    RMSNorm,
     is_norm,
     make_norm,
     norm_layer,
+    reparametrization,
 )
 from bnexp.nn.registry import Registry
 from bnexp.nn.resnet import ResNet
 from bnexp.nn.vgg import VGG
+from bnexp.nn.weight_norm import trained_weight, weight_normalize
 
 __all__ = [
     "ACTIVATIONS",
@@ -42,7 +48,10 @@ __all__ = [
     "BatchNormNoCenter",
     "BatchNormTheory",
     "ConvNet",
+    "GroupNorm",
+    "LayerNorm",
     "NormLayer",
+    "RMSNorm",
     "Registry",
     "ResNet",
     "ResidualMLP",
@@ -54,4 +63,7 @@ __all__ = [
     "make_activation",
     "make_norm",
     "norm_layer",
+    "reparametrization",
+    "trained_weight",
+    "weight_normalize",
 ]

@@ -1,11 +1,13 @@
-"""Normalisation variants, each per feature (channel) with statistics over the batch.
+"""Normalisation variants: batch norms (per feature, statistics over the batch), per-sample norms, weight norm.
 
-Every layer takes ``(n, d)`` or ``(n, C, *spatial)`` input and reduces over every dim except dim 1, so
-for a conv feature map the statistics of channel c are taken over (N, H, W). In the papers' notation
+Every layer takes ``(n, d)`` or ``(n, C, *spatial)`` input. The batch norms reduce over every dim except dim 1,
+so for a conv feature map the statistics of channel c are taken over (N, H, W). In the papers' notation
 (H ∈ R^{d×N}, rows = features) the theory's BN is ``diag(M)^{-1/2} H`` with ``M = H Hᵀ / N``; in code
-orientation that is ``x / sqrt(mean over rows of x²)``, column by column.
+orientation that is ``x / sqrt(mean over rows of x²)``, column by column. The per-sample norms (``layernorm``,
+``rmsnorm``, ``groupnorm``) reduce over dims 1, 2, … of each sample (a group of channels for ``groupnorm``) and
+have a per-feature (per-channel) affine part; they act identically in train and eval mode and need no batch.
 
-| name              | forward (per feature)                                 | used by                       |
+| name              | forward (BN: per feature; LN/RMS/GN: per sample)      | used by                       |
 |-------------------|-------------------------------------------------------|-------------------------------|
 | ``bn_torch``      | (x − μ_B)/sqrt(var_B + 1e-5)·γ + β, running stats     | rank (VGG/ResNet), depth      |
 | ``bn_nocenter``   | x / sqrt(mean_B(x²) + 1e-5)·γ + β, running 2nd moment | rank Figs 5, 7, 13            |
@@ -14,14 +16,25 @@ orientation that is ``x / sqrt(mean over rows of x²)``, column by column.
 | ``bn_center``     | (x − μ_B)/sqrt(var_B,biased + eps), eps = 0           | rank Fig 2 code, depth App. H |
 | ``bn_detach_var`` | ``bn_torch`` with 1/sqrt(var_B + 1e-5) detached       | lowrank theory (Eq. 5)        |
 |                   | in backprop (stop-grad on the variance)               |                               |
+| ``layernorm``     | (x − μ_s)/sqrt(var_s + 1e-5)·γ + β over each sample s | beyond the papers             |
+|                   | (its C·H·W values): nn.LayerNorm(d) on (n, d),        |                               |
+|                   | nn.GroupNorm(1, C) on (n, C, H, W)                    |                               |
+| ``rmsnorm``       | x / sqrt(mean_s(x²) + 1e-5)·γ over each sample s (no  | beyond the papers             |
+|                   | centring, no β): nn.RMSNorm(d, eps=1e-5) on (n, d)    |                               |
+| ``groupnorm``     | ``layernorm`` over each sample and group of C/G       | beyond the papers             |
+|                   | channels (``groups`` G = 8): nn.GroupNorm(G, C)       |                               |
+| ``weightnorm``    | identity; every weight layer W = g·V/‖V‖ row-wise     | beyond the papers             |
+|                   | (:mod:`bnexp.nn.weight_norm`, applied after init)     |                               |
 | ``none``          | identity                                              | —                             |
 
 Models take a ``norm_layer`` factory ``num_features → module`` (as timm injects ``norm_layer``):
 ``norm_layer(name, spatial=..., **options)`` resolves the name through the ``NORMS`` registry and checks the
 options; ``make_norm(name, num_features, ...)`` builds one layer. Unknown names and options raise
 :class:`bnexp.errors.ConfigError`. ``is_norm(module)`` says whether a module normalises (``NORM_TYPES``: the
-registered layers, torch's BatchNorm{1,2,3}d, GroupNorm and LayerNorm), e.g. to keep norms in float32 under
-autocast.
+registered layers, torch's BatchNorm{1,2,3}d, GroupNorm, LayerNorm and RMSNorm), e.g. to keep norms in float32
+under autocast; ``weightnorm``'s slot is the identity and not one. A norm that reparametrizes the weights instead
+(``weightnorm``) says so through ``reparametrization(name)``: the function the engine applies to the model after
+``init_weights`` (None for every other norm).
 """
 
 from __future__ import annotations
@@ -33,8 +46,9 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from bnexp.errors import ConfigError
+from bnexp.errors import ConfigError, check_int
 from bnexp.nn.registry import Registry
+from bnexp.nn.weight_norm import WeightNorm
 
 __all__ = [
     "NORMS",
@@ -43,10 +57,14 @@ __all__ = [
     "BatchNormDetachVar",
     "BatchNormNoCenter",
     "BatchNormTheory",
+    "GroupNorm",
+    "LayerNorm",
     "NormLayer",
+    "RMSNorm",
     "is_norm",
     "make_norm",
     "norm_layer",
+    "reparametrization",
 ]
 
 NormLayer = Callable[[int], nn.Module]  # num_features → a normalisation layer
@@ -224,6 +242,80 @@ class BatchNormDetachVar(nn.modules.batchnorm._BatchNorm):
         return y
 
 
+class GroupNorm(nn.Module):
+    """Group normalisation per sample: ``y = (x − μ_{s,g}) / sqrt(var_{s,g} + eps) · γ + β``.
+
+    For sample s and group g of ``C/groups`` consecutive channels, μ and the biased variance are taken over the
+    group's channels and every spatial position; γ, β (init 1, 0) are per channel. For ``(n, C)`` and
+    ``(n, C, *spatial)`` alike this is exactly ``nn.GroupNorm(groups, C, eps)``. No running statistics: train and
+    eval mode are the same. ``groups`` must divide the channel count of every layer the model builds
+    (:class:`ConfigError` naming ``norm.groups`` otherwise).
+    """
+
+    def __init__(self, num_features: int, groups: int = 8, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        check_int("norm.groups", groups, 1)
+        if num_features % groups:
+            raise ConfigError("norm.groups", groups, f"must divide the feature (channel) count of every norm "
+                              f"layer; this one has {num_features}")
+        _check_nonneg("norm.eps", eps)
+        self.num_features, self.groups, self.eps, self.affine = num_features, groups, eps, affine
+        self.register_parameter("weight", nn.Parameter(torch.ones(num_features)) if affine else None)
+        self.register_parameter("bias", nn.Parameter(torch.zeros(num_features)) if affine else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_features(x, self.num_features)
+        grouped = x.reshape(x.shape[0], self.groups, -1)  # (n, G, C/G · spatial): channels of a group are adjacent
+        var, mean = torch.var_mean(grouped, -1, correction=0, keepdim=True)
+        y = ((grouped - mean) * torch.rsqrt(var + self.eps)).reshape(x.shape)
+        if self.affine:
+            y = y * _per_channel(self.weight, x) + _per_channel(self.bias, x)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, groups={self.groups}, eps={self.eps}, affine={self.affine}"
+
+
+class LayerNorm(GroupNorm):
+    """Layer normalisation per sample: ``y = (x − μ_s) / sqrt(var_s + eps) · γ + β`` over all of sample s.
+
+    For ``(n, d)`` input: the mean and biased variance over the d features, γ, β per feature (init 1, 0), exactly
+    ``nn.LayerNorm(d, eps)``. For conv maps ``(n, C, H, W)`` (``spatial=True``): over (C, H, W) with a
+    per-channel γ, β, i.e. exactly ``nn.GroupNorm(1, C, eps)`` (``nn.LayerNorm((C, H, W))`` would have an
+    affine part per position instead). :class:`GroupNorm` with one group.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True):
+        super().__init__(num_features, 1, eps, affine)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation per sample: ``y = x / sqrt(mean_s(x²) + eps) · γ``, no centring and no β.
+
+    The mean of x² is over all of sample s ((C, *spatial) for conv maps), γ per feature (channel), init 1. For
+    ``(n, d)`` input exactly ``nn.RMSNorm(d, eps=eps)``; ``eps`` is 1e-5 here (torch's default ``None`` would
+    be the dtype's machine epsilon). No running statistics: train and eval mode are the same.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        _check_nonneg("norm.eps", eps)
+        self.num_features, self.eps, self.affine = num_features, eps, affine
+        self.register_parameter("weight", nn.Parameter(torch.ones(num_features)) if affine else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _check_features(x, self.num_features)
+        sq = x.square().mean(tuple(range(1, x.dim())), keepdim=True)  # (n, 1, …): one value per sample
+        y = x * torch.rsqrt(sq + self.eps)
+        return y * _per_channel(self.weight, x) if self.affine else y
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, affine={self.affine}"
+
+
 # Config name → constructor ``cls(num_features, **options)``. ``bn_torch`` becomes BatchNorm2d when the
 # caller says the input is a conv feature map; the custom layers handle any rank ≥ 2 themselves.
 NORMS: Registry[type[nn.Module]] = Registry("norm.name", {
@@ -232,13 +324,17 @@ NORMS: Registry[type[nn.Module]] = Registry("norm.name", {
     "bn_theory": BatchNormTheory,
     "bn_center": BatchNormCenter,
     "bn_detach_var": BatchNormDetachVar,
+    "layernorm": LayerNorm,
+    "rmsnorm": RMSNorm,
+    "groupnorm": GroupNorm,
+    "weightnorm": WeightNorm,
     "none": nn.Identity,
 })
 
 # Module types that normalise: the registered layers (torch's BatchNorm1d/2d/3d and BatchNormDetachVar through
-# their base class _BatchNorm) and torch's other norms a model may hold.
+# their base class _BatchNorm) and torch's other norms a model may hold; not the identities (none, weightnorm's slot).
 NORM_TYPES: tuple[type[nn.Module], ...] = (
-    nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
+    nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm,
     *(cls for cls in (NORMS[name] for name in NORMS) if not issubclass(cls, (nn.Identity, nn.BatchNorm1d))),
 )
 
@@ -246,6 +342,12 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 def is_norm(module: nn.Module) -> bool:
     """Whether ``module`` is a normalisation layer (an instance of one of ``NORM_TYPES``)."""
     return isinstance(module, NORM_TYPES)
+
+
+def reparametrization(name: str) -> Callable[[nn.Module], nn.Module] | None:
+    """What norm ``name`` does to a model's weights after initialisation: ``weightnorm`` →
+    :func:`bnexp.nn.weight_norm.weight_normalize`; None for every norm that is a layer only."""
+    return getattr(NORMS.get(name), "reparametrize", None)
 
 
 def _options(cls: type[nn.Module]) -> list[str] | None:

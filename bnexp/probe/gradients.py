@@ -2,7 +2,9 @@
 
 * ``grad_norm``: ‖∂loss/∂W_k‖_F per weight layer k, accumulated in float64 after scaling by max|g|, so that a
   float32 gradient whose squared norm exceeds float32's (or even float64's) range is still finite
-  (:func:`norms_of`).
+  (:func:`norms_of`). Under weight normalization (``norm=weightnorm``, W = g·V/‖V‖ row-wise) it is ‖∂loss/∂V_k‖_F,
+  the gradient of the trained tensor behind W_k (``bnexp.nn.trained_weight``): W is recomputed from (g, V) at
+  every access, so a W read after the forward pass would not be in its graph.
 * ``grad_cosine_full`` = mean_{i<j} cos(∇_θ ℓ_i, ∇_θ ℓ_j) (signed) over every parameter θ, with ℓ_i the
   cross-entropy of sample i *in the probe's batch forward pass*: in train mode every BN layer normalises with
   the statistics of the whole probe batch, and ∇_θ ℓ_i is the gradient of that one term through them (the batch
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bnexp import metrics
+from bnexp.nn.weight_norm import trained_weight
 
 __all__ = ["frobenius64", "grad_norms", "norms_of", "per_sample_cosine", "sample_losses"]
 
@@ -59,11 +62,12 @@ def sample_losses(logits: Tensor, y: Tensor, loss: str = "ce") -> Tensor:
 
 
 def grad_norms(model: nn.Module, loss: Tensor, *, retain_graph: bool = False) -> Tensor:
-    """‖∂loss/∂W_k‖_F (float64, shape (K,)) for the weights of ``model.weight_layers()``, in that order.
+    """‖∂loss/∂W_k‖_F (float64, shape (K,)) for the weights of ``model.weight_layers()``, in that order (‖∂loss/∂V_k‖_F
+    for a weight-normalised layer, W_k = g·V_k/‖V_k‖: :func:`bnexp.nn.trained_weight`).
 
-    Biases are not included. ``retain_graph`` keeps the graph for a later backward (the probe's alignment).
+    Biases (and g) are not included. ``retain_graph`` keeps the graph for a later backward (the probe's alignment).
     """
-    weights = [module.weight for module in model.weight_layers()]
+    weights = [trained_weight(module) for module in model.weight_layers()]
     return norms_of(torch.autograd.grad(loss, weights, allow_unused=True, retain_graph=retain_graph), weights)
 
 
