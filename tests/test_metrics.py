@@ -28,6 +28,7 @@ SCALE_FREE = [
     "isometry_gap",
     "mean_abs_cosine",
     "mean_cosine",
+    "token_residual",
 ]
 EPS32, EPS64 = float(np.finfo(np.float32).eps), float(np.finfo(np.float64).eps)
 
@@ -93,6 +94,7 @@ def oracle(h: np.ndarray, tau: float = 0.5, k: int = 10, tol: float = 1e-9) -> d
         "w2_gaussian": np.sum((np.pad(np.linalg.svd(Hn, compute_uv=False), (0, max(0, N - d))) - N**-0.5) ** 2),
         "ortho_gap_spectral": np.linalg.norm((s := np.linalg.svd(H, compute_uv=False)) / np.linalg.norm(s)
                                              - len(s) ** -0.5),
+        "token_residual": np.linalg.norm(H - H.mean(axis=1, keepdims=True)) / np.linalg.norm(H),  # Dong et al.
     }
 
 

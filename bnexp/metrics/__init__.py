@@ -14,7 +14,7 @@ elements are unaffected. Where a metric is undefined on a finite input (r, V, φ
 zero row) it gives nan; ``isometry_gap`` gives +inf for a singular Gram matrix.
 
 Sources: the rank and markov papers (ranks, r, rank_τ, regularity), the ortho paper (V, |cos|, W2, the spectral
-gap, L), the depth paper (φ).
+gap, L), the depth paper (φ), Dong et al. 2021 (the token residual of attention stacks).
 
 Layout: :mod:`~bnexp.metrics.linalg` (M(H), the Gram matrix, the float64 preparation), :mod:`~bnexp.metrics.rank`
 (ranks and spectra), :mod:`~bnexp.metrics.orthogonality` (V, φ, W2, cosines). A new metric is a function in the
@@ -51,6 +51,7 @@ from bnexp.metrics.rank import (
     second_moment_fro2,
     soft_rank,
     soft_rank_eq3,
+    token_residual,
     top_eigenvalues,
 )
 
@@ -58,7 +59,8 @@ __all__ = [
     "MEASURES", "REQUIRES_N_LE_D", "conjecture_gap", "gram", "gram_mean_cosine", "isometry_gap", "mean_abs_cosine",
     "mean_cosine", "measure", "normalized_gram", "numerical_rank", "ortho_gap_spectral", "orthogonality_gap",
     "rank_abs", "rank_gram_float32", "rank_lower_bound", "rank_np", "rank_torch", "regularity_terms",
-    "second_moment", "second_moment_fro2", "soft_rank", "soft_rank_eq3", "top_eigenvalues", "w2_gaussian",
+    "second_moment", "second_moment_fro2", "soft_rank", "soft_rank_eq3", "token_residual", "top_eigenvalues",
+    "w2_gaussian",
 ]
 
 MEASURES: dict[str, Callable[..., Tensor]] = {
@@ -78,6 +80,7 @@ MEASURES: dict[str, Callable[..., Tensor]] = {
     "mean_cosine": mean_cosine,
     "w2_gaussian": w2_gaussian,
     "ortho_gap_spectral": ortho_gap_spectral,
+    "token_residual": token_residual,
 }
 
 # Metrics that are identically +inf when there are more samples than features (config validation uses it).

@@ -1,6 +1,7 @@
 """Ranks of a representation: numerical ranks from the SVD of h itself (the Gram eigenvalues would square the
 condition number), the rank paper's soft rank rank_τ (Eq. 3) and r(H) lower bound, the top eigenvalues of M(H),
-E‖M‖_F² and the regularity terms (markov paper Eq. 49)."""
+E‖M‖_F² and the regularity terms (markov paper Eq. 49), and the relative distance to rank one of a token matrix
+(Dong et al. 2021's residual)."""
 
 from __future__ import annotations
 
@@ -152,3 +153,24 @@ def regularity_terms(h: Tensor) -> Tensor:
     num = ((m**2).sum(-1) ** 2).sum(-1)
     den = ((m @ m) * m).sum((-2, -1))  # Tr(M²M) = Σ_ij (M²)_ij M_ji, M symmetric
     return _mask(torch.stack([num, den], dim=-1), bad)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# distance to rank one (all rows equal)
+
+
+def token_residual(h: Tensor) -> Tensor:
+    """The relative residual of Dong, Cordonnier, Loukas (2021): ‖res(X)‖_F / ‖X‖_F with res(X) = X − 1 x̄ᵀ.
+
+    X ∈ R^{n×d} has the n tokens as rows (here: the n samples of ``h``, code orientation), and x̄ = (1/n) Xᵀ 1 is the
+    mean token, the minimiser of ‖X − 1 xᵀ‖_F over x ∈ R^d; so the value is the distance of X to the nearest
+    matrix whose tokens are all equal (rank one of the form 1 xᵀ), relative to ‖X‖_F, in [0, 1]. It is 0 exactly
+    when every token is the same and is scale-free. The paper measures res with the composite ℓ1,∞ norm
+    ‖res‖_1‖res‖_∞ (the geometric mean of the largest column and row ℓ1 norms); we use the Frobenius norm, whose
+    minimiser over x is the mean token in closed form. In the papers' orientation H = Xᵀ (d×N) it is the centred
+    ‖H − H̄‖_F / ‖H‖_F. nan for a zero matrix.
+    """
+    h, bad = _prepare(h, scale_free=True)
+    num = torch.linalg.matrix_norm(h - h.mean(-2, keepdim=True))
+    den = torch.linalg.matrix_norm(h)
+    return _mask(torch.where(den > 0, num / torch.where(den > 0, den, 1.0), torch.nan), bad)

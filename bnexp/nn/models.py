@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from bnexp.nn.alexnet import AlexNetDeep
+from bnexp.nn.attention import SelfAttentionNet
 from bnexp.nn.convnet import ConvNet
 from bnexp.nn.mlp import MLP, ResidualMLP
 from bnexp.nn.registry import Registry
@@ -19,7 +20,7 @@ from bnexp.nn.vgg import VGG
 # Config ``model.name`` → constructor.
 MODELS: Registry[type[nn.Module]] = Registry("model.name", {
     "mlp": MLP, "resmlp": ResidualMLP, "convnet": ConvNet, "vgg": VGG, "resnet": ResNet,
-    "resblock": ResBlockMLP, "alexnet_deep": AlexNetDeep,
+    "resblock": ResBlockMLP, "alexnet_deep": AlexNetDeep, "attention": SelfAttentionNet,
 })
 
 
