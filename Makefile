@@ -12,7 +12,7 @@ SCALE  ?= quick
 REPRODUCE_ARGS ?=
 BNEXP_REPRODUCE = $(BIN)/bnexp reproduce --scale $(SCALE)
 # The papers (bnexp.figures.PAPERS): `make rank` reproduces every rank figure, `make rank-fig3` one of them.
-PAPERS := rank markov ortho depth lowrank
+PAPERS := rank markov ortho depth lowrank beyond
 
 .DEFAULT_GOAL := help
 .PHONY: help venv quick paper data test lint bench bench-probe bench-train bench-lowrank bench-deep cost-lowrank cost-paper report docs clean $(PAPERS)
@@ -87,3 +87,4 @@ markov-%: venv ; $(BNEXP_REPRODUCE) markov/$* $(REPRODUCE_ARGS)
 ortho-%: venv ; $(BNEXP_REPRODUCE) ortho/$* $(REPRODUCE_ARGS)
 depth-%: venv ; $(BNEXP_REPRODUCE) depth/$* $(REPRODUCE_ARGS)
 lowrank-%: venv ; $(BNEXP_REPRODUCE) lowrank/$* $(REPRODUCE_ARGS)
+beyond-%: venv ; $(BNEXP_REPRODUCE) beyond/$* $(REPRODUCE_ARGS)

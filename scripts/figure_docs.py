@@ -47,8 +47,10 @@ def figure_table() -> str:
         lines += ["", f"Not reproduced yet ({len(pending)}; `bnexp/figures/not_yet.yaml`):", ""]
         lines += [f"- {fig_id}: {what}" for fig_id, what in pending.items()]
     else:
-        lines += ["", f"All {len(figures.all_figures())} figures and tables of the five papers (docs/figures.md) are "
-                  "registered (`bnexp/figures/not_yet.yaml` lists any that are not)."]
+        ours = sum(fig.paper != "beyond" for fig in figures.all_figures())
+        lines += ["", f"All {ours} figures and tables of the five papers (docs/figures.md) are registered "
+                  "(`bnexp/figures/not_yet.yaml` lists any that are not); the `beyond/` figures ask the papers' "
+                  "questions of what the papers do not cover (see \"Beyond the papers\")."]
     return "\n".join(lines) + "\n"
 
 

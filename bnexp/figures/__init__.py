@@ -28,7 +28,9 @@ from bnexp.figures.figure import SCALES, Claim, Costs, Figure, Frames, PaperCapt
 __all__ = ["PAPERS", "REGISTRY", "SCALES", "Claim", "Costs", "Figure", "Frames", "MissingRuns", "PaperCaption",
            "RunGrid", "all_figures", "finished_runs", "frames_for", "get", "not_yet", "register", "select"]
 
-PAPERS = ("rank", "markov", "ortho", "depth", "lowrank")  # the order of listings: the papers' order in the README
+# The order of listings: the papers' order in the README, then ``beyond`` (the same measurements beyond the papers:
+# other normalisations, attention; no paper of its own, so no inventory entry in the shared list of the papers' figures)
+PAPERS = ("rank", "markov", "ortho", "depth", "lowrank", "beyond")
 
 REGISTRY: dict[str, Figure] = {}
 
