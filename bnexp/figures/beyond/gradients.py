@@ -1,6 +1,7 @@
 """beyond/norms-gradients: ln‖∇_{W_1} L‖_F against depth at initialisation for the depth paper's BN and the
-per-sample normalisations against none — depth/fig3's setup (orthogonal weights, identity, BN without centring)
-asked of LayerNorm, RMSNorm and GroupNorm, which the paper's Theorem 5 (a statement about BN) does not cover.
+per-sample normalisations and weight normalisation against none — depth/fig3's setup (orthogonal weights, identity,
+BN without centring) asked of LayerNorm, RMSNorm, GroupNorm and weight norm, which the paper's Theorem 5 (a
+statement about BN) does not cover.
 
 The runs are ``configs/exp/beyond_norms_gradients.yaml`` (it includes depth/fig3's ``depth_init_base``), at the
 depth figures' scales (:func:`bnexp.figures.depth.depth_runs`: the paper's CIFAR-10 batch, or one Gaussian batch
@@ -15,11 +16,12 @@ from bnexp.figures.depth import depth_runs
 from bnexp.figures.depth.gradients import FIG3_PAPER_CAPTION, depth_axes, depth_curve, log_grad
 from bnexp.figures.stats import profile, profile_slope
 
-NORMS = ("none", "bn_theory", *PER_SAMPLE)
+NORMS = ("none", "bn_theory", *PER_SAMPLE, "weightnorm")
 RUNS = depth_runs("beyond_norms_gradients")
 BOUNDED = 0.003  # |slope| per layer of a bounded curve (depth/fig3's rule for orthogonal BN)
-# What each per-sample norm does, as measured: "bounded" (|slope| < BOUNDED) or "explodes" (slope > 2·BOUNDED).
-FOUND = {"layernorm": "bounded", "rmsnorm": "bounded", "groupnorm": "explodes"}
+# What each per-sample norm and weight norm does, as measured: "bounded" (|slope| < BOUNDED) or "explodes"
+# (slope > 2·BOUNDED).
+FOUND = {"layernorm": "bounded", "rmsnorm": "bounded", "groupnorm": "explodes", "weightnorm": "bounded"}
 
 
 def curves(df) -> dict[str, object]:
@@ -44,32 +46,34 @@ def claims(frames, scale):
                        "bounded with orthogonal weights (depth/fig3, Theorem 5)"),
            Claim.below("vanilla: |slope per layer| (an orthogonal linear net is an isometry)",
                        abs(profile_slope(found["none"])), BOUNDED, "not stated (orthogonal maps keep norms)")]
-    for norm in PER_SAMPLE:
+    for norm in (*PER_SAMPLE, "weightnorm"):
         label = style.of("norm", norm)["label"]
         slope = profile_slope(found[norm])
         if FOUND[norm] == "bounded":
             out.append(Claim.below(f"{label}: |slope per layer| (measured: bounded)", abs(slope), BOUNDED,
-                                   "not covered by the paper (per-sample norm)"))
+                                   "not covered by the paper"))
         else:
             out.append(Claim.above(f"{label}: slope per layer (measured: explodes)", slope, 2 * BOUNDED,
-                                   "not covered by the paper (per-sample norm)"))
+                                   "not covered by the paper"))
     return out
 
 
 CAPTION = (
     "ln‖∇_{W_1} L‖_F (fc_1, the first square weight) against depth at initialisation, Haar-orthogonal weights, "
     "identity activation, no bias, d = n, one fixed batch, float64; no normalisation, the depth paper's BN "
-    "(√n·h/‖h‖ per feature, no centring) and the per-sample LayerNorm, RMSNorm and GroupNorm (8 groups); mean and "
-    "95% CI over seeds. The paper's Theorem 5 bounds BN's gradients with orthogonal weights; the per-sample norms "
+    "(√n·h/‖h‖ per feature, no centring), the per-sample LayerNorm, RMSNorm and GroupNorm (8 groups) and weight "
+    "normalisation (W = g·V/‖V‖ per row, the gradient of V; the same function as vanilla at init); mean and 95% CI "
+    "over seeds. The paper's Theorem 5 bounds BN's gradients with orthogonal weights; the per-sample norms "
     "are outside it and measured here. Measured: LayerNorm and RMSNorm stay bounded like BN (a per-sample rescaling "
     "of an orthogonal linear net is nearly an isometry: slopes ≈ 3e-4 and 1e-5 per layer at quick scale), while "
     "GroupNorm's gradients explode, ≈ 0.2 per layer in ln‖∇W_1‖ at quick scale (8 groups of 4 features: each "
-    "sample's feature blocks are rescaled differently, so the layer is no longer close to an isometry); the claims "
-    "give the numbers of this run. Setup as depth/fig3 (CIFAR-10 batch at paper scale, one Gaussian batch with "
-    "d = n = 32 at quick scale).")
+    "sample's feature blocks are rescaled differently, so the layer is no longer close to an isometry); weight "
+    "normalisation stays bounded like the vanilla net it equals at init. The claims give the numbers of this run. "
+    "Setup as depth/fig3 (CIFAR-10 batch at paper scale, one Gaussian batch with d = n = 32 at quick scale).")
 
-register(Figure("beyond/norms-gradients", "Gradient norm vs depth for BN and the per-sample norms", CAPTION, RUNS,
-                plot, claims,
+register(Figure("beyond/norms-gradients", "Gradient norm vs depth for BN, the per-sample norms and weight norm",
+                CAPTION,
+                RUNS, plot, claims,
                 paper_caption=PaperCaption(f"depth paper, {FIG3_PAPER_CAPTION.label} (the setup asked of other norms)",
                                            FIG3_PAPER_CAPTION.text),
                 costs=Costs(quick="≈ 10 s, 2-core CPU", paper="≈ 2 min, 2-core CPU (estimated from depth/fig3)",
