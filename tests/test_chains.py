@@ -340,6 +340,8 @@ def test_per_sample_norms_collapse_a_linear_chain():
     (dict(sampler="gram", weights="unif"), "chain.sampler"), (dict(input="orthogonal", batch=8), "chain.batch"),
     (dict(batch=64, metrics=("isometry_gap",)), "chain.batch"),
     (dict(depth=5, burn_in=3, measure_every=10), "chain.measure_every"),
+    (dict(dtype="float32", metrics=("soft_rank", "rank_np")), "chain.dtype"),
+    (dict(dtype="float32", metrics=("rank_abs",)), "chain.dtype"),
 ])
 def test_validation_names_the_key(change, key):
     p = ChainParams(**change)
@@ -351,6 +353,25 @@ def test_validation_names_the_key(change, key):
         assert "bn_center, bn_theory, groupnorm, layernorm, none, rmsnorm" in str(err.value)
     if change.get("metrics") == ("isometry_gap",):
         assert "isometry_gap" in str(err.value)
+    if key == "chain.dtype" and "metrics" in change:  # names both keys, the metric and the fix
+        numerical = next(m for m in change["metrics"] if m.startswith("rank_"))
+        assert "float32" in str(err.value) and "chain.metrics" in str(err.value) and numerical in str(err.value)
+        assert "chain.dtype=float64" in str(err.value)
+
+
+def test_float32_refuses_only_the_float64_resolution_ranks():
+    """rank_np and rank_abs read float32 rounding (≈ 1e-7 of σ_max) as rank: a rank-4 H (d = N = 64) rounded to
+    float32 has rank_np 64 and rank_abs far above 4, so the chain refuses them with dtype=float32; rank_1/2, r and
+    rank_torch (float32 by definition) stay allowed."""
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(64, 4, generator=gen, dtype=torch.float64) @ torch.randn(4, 64, generator=gen, dtype=torch.float64)
+    assert np.linalg.matrix_rank(h.numpy()) == 4
+    assert metrics.rank_np(h).item() == 4 and metrics.rank_abs(h).item() == 4
+    rounded = h.to(torch.float32).to(torch.float64)
+    assert metrics.rank_np(rounded).item() == 64 and metrics.rank_abs(rounded).item() > 32
+    assert metrics.soft_rank(rounded).item() == metrics.soft_rank(h).item()
+    ChainParams(dtype="float32", metrics=("soft_rank", "rank_lower_bound", "rank_torch")).validate()
+    ChainParams(dtype="float64", metrics=("rank_np", "rank_abs")).validate()
 
 
 def test_from_cfg_reads_every_key_and_rejects_unknown_ones():

@@ -34,6 +34,11 @@ SAMPLE_METRICS = frozenset({"mean_abs_cosine", "mean_cosine", "conjecture_gap", 
 # metrics the chain computes itself, not in metrics.MEASURES: they need the reference chain's mean Gram K
 # (conjecture_gap: ‖G/tr G − K‖_F; reference_gram: the keys ref_max_dev = max|K − I/N| and ref_mean_offdiag)
 CHAIN_METRICS = ("conjecture_gap", "reference_gram")
+# numerical ranks that count singular values down to float64 resolution (rank_np: σ > σ_max·max(N, d)·2.2e-16,
+# rank_abs: σ ≥ 1e-9 of ‖H‖_F): a float32 chain's rounding (≈ 1e-7 relative) lands in that range and counts as rank
+# (d = N = 64, BN linear, γ = ∞, 1000–2500 layers: rank_np 64 and rank_abs 62–63 against 15–16 in float64), while
+# rank_1/2 and r agree between the two dtypes
+FLOAT64_METRICS = frozenset({"rank_np", "rank_abs"})
 
 RNG_BLOCK = 2**17  # random numbers per replicate per block: amortises per-task overhead (contract: fixed)
 
@@ -171,6 +176,12 @@ class ChainParams:
             if name in CHAIN_METRICS and self.reference_depth < 1:
                 raise ConfigError("chain.reference_depth", self.reference_depth,
                                   f"metric {name} needs the reference chain: chain.reference_depth ≥ 1")
+        float64_only = sorted(FLOAT64_METRICS.intersection(self.metrics))
+        if self.dtype != "float64" and float64_only:
+            raise ConfigError("chain.dtype", self.dtype,
+                              f"chain.metrics {float64_only} count singular values down to float64 resolution, "
+                              f"which {self.dtype} rounding fills with spurious rank; use chain.dtype=float64 or "
+                              f"drop {float64_only} from chain.metrics")
         if len(self.measured_layers()) == 0:
             raise ConfigError("chain.measure_every", self.measure_every,
                               f"no layer in [chain.burn_in={self.burn_in}, chain.depth={self.depth}] is a multiple")
