@@ -1,9 +1,9 @@
 """Figures beyond the papers: the papers' measurements asked of what the papers do not cover.
 
-Families: :mod:`.norms` (beyond/norms-rank, beyond/norms-ortho: rank and orthogonality gap of every layer of a deep
-random MLP for BN against the per-sample LayerNorm, RMSNorm and GroupNorm), :mod:`.gradients`
-(beyond/norms-gradients: ln‖∇W_1‖ against depth for the same norms), :mod:`.attention` (beyond/attention-rank: rank
+Families: :mod:`.norms` (beyond/norms-rank, beyond/norms-ortho: the rank/fig2 and ortho/fig2a random chains with BN
+against the per-sample LayerNorm, RMSNorm and GroupNorm), :mod:`.gradients` (beyond/norms-gradients: depth/fig3's
+ln‖∇W_1‖ against depth for the same norms and weight normalisation), :mod:`.attention` (beyond/attention-rank: rank
 collapse of self-attention stacks, Dong, Cordonnier, Loukas 2021). Each is registered and checked like a paper's
-figure; its claims compare numbers from our runs with the statement it tests (the paper's for BN, ours — measured —
-for what the papers do not cover).
+figure; its claims compare numbers from our runs with the statement it tests (the paper's, for BN; for what the papers
+do not cover, the behaviour measured here, stated with its number in the caption).
 """
