@@ -10,6 +10,13 @@ Modules, each with one job:
 * :mod:`bnexp.results`  run directories, tidy CSVs, loading into DataFrames
 * :mod:`bnexp.figures`  one module per paper: runs per scale, plot and claims of every figure
 * :mod:`bnexp.cli`      the ``bnexp`` command
+
+``bnexp.measure(model, batch, metrics=..., modules=...)`` runs the figures' probe on any ``nn.Module`` and returns a
+tidy DataFrame, one row per (layer, metric) (:mod:`bnexp.measure`; torch and pandas load on its first call).
 """
+
+from bnexp.measure import measure
+
+__all__ = ["measure"]
 
 __version__ = "0.1.0"
