@@ -22,8 +22,9 @@ def _x(n: int = 16, *shape: int, seed: int = 0) -> torch.Tensor:
 
 FC_MODELS = ["mlp", "resmlp"]  # fully connected: inputs of any shape are flattened
 # Models that take any width and 3×2×2 inputs; alexnet_deep's fixed channels and pools need width 256 and images of
-# side >= 15 (tests/test_models_conv.py runs it on every norm and activation)
-ANY_SIZE_MODELS = [name for name in sorted(MODELS) if name != "alexnet_deep"]
+# side >= 15 (tests/test_models_conv.py runs it on every norm and activation); custom is a factory's own model
+# (tests/test_custom_model.py)
+ANY_SIZE_MODELS = [name for name in sorted(MODELS) if name not in ("alexnet_deep", "custom")]
 
 
 def _rms_norm(h: torch.Tensor) -> torch.Tensor:

@@ -70,7 +70,7 @@ from tqdm.auto import tqdm
 
 from bnexp import data, metrics, runtime
 from bnexp.errors import ConfigError, check_bool, check_int, check_number, choose
-from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, init_weights, reparametrization
+from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, custom, reparametrization
 from bnexp.probe import (
     ProbeSpec,
     Stack,
@@ -95,7 +95,7 @@ SMALL_WIDTH = 256  # runtime.threads=auto: one BLAS thread up to this width (sma
 # ------------------------------------------------------------------------------------------------ validation
 
 
-def choose_threads(setting, width: int) -> int | None:
+def choose_threads(setting, width: int | None) -> int | None:
     """Torch threads for ``runtime.threads``: an int as given; ``auto`` → 1 for width ≤ 256 (tiny matmuls
     are far faster on one thread), else None (keep the process default). The same rule holds for the
     vmapped init-time path, whose ``bmm`` over seeds is larger: splitting its small elementwise ops and
@@ -103,13 +103,15 @@ def choose_threads(setting, width: int) -> int | None:
     uses the other cores for building the next pass's models instead."""
     setting = check_threads(setting)
     if setting == "auto":
-        return 1 if width <= SMALL_WIDTH else None
+        return 1 if width is not None and width <= SMALL_WIDTH else None
     return setting
 
 
 def feature_layers(cfg: DictConfig) -> int:
     """How many entries the model's ``forward_features`` returns: ``model.depth``, plus one for models whose
     last entry is the pooled features (VGG, ResNet: ``EXTRA_FEATURE_LAYERS``)."""
+    if cfg.model.name == "custom":  # a bound: its hooked calls are counted at the first probe (bnexp.nn.custom)
+        return custom.layers_bound(cfg.probe.get("layers"))
     return int(cfg.model.depth) + getattr(MODELS.get(cfg.model.name), "EXTRA_FEATURE_LAYERS", 0)
 
 
@@ -122,9 +124,10 @@ def probe_spec(cfg: DictConfig) -> ProbeSpec:
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the key of the first impossible value, before any work."""
-    choose("model.name", cfg.model.get("name"), MODELS)
-    check_int("model.depth", cfg.model.get("depth"), 1)
-    width = check_int("model.width", cfg.model.get("width"), 1)
+    if choose("model.name", cfg.model.get("name"), MODELS) != "custom":  # model=custom: sized by its factory
+        check_int("model.depth", cfg.model.get("depth"), 1)
+        check_int("model.width", cfg.model.get("width"), 1)
+    custom.validate(cfg)  # model=custom: target, kwargs, modules, norm, act, init (nothing for other models)
     choose("norm.name", cfg.norm.get("name"), NORMS)
     choose("act.name", cfg.act.get("name"), ACTIVATIONS)
     choose("init.name", cfg.init.get("name"), INITS)
@@ -170,12 +173,11 @@ def validate(cfg: DictConfig) -> None:
         if n_train is not None and spec.batches * cfg.data.batch_size > n_train:
             raise ConfigError("probe.batches", spec.batches, f"probe.batches · data.batch_size <= data.n_train "
                               f"= {n_train} (consecutive chunks of training samples)")
-
     batch = cfg.data.batch_size
     needs = sorted(set(spec.metrics) & metrics.REQUIRES_N_LE_D)
-    if needs and batch > width:
+    if needs and cfg.model.get("width") is not None and batch > cfg.model.width:
         raise ConfigError("data.batch_size", batch, f"probe metric {needs[0]} needs data.batch_size <= "
-                          f"model.width = {width} (n <= d), else it is identically +inf")
+                          f"model.width = {cfg.model.width} (n <= d), else it is identically +inf")
     n_train = cfg.data.get("n_train")
     if (epochs > 0 and cfg.norm.name != "none" and not cfg.data.get("drop_last", False)
             and optim.sampling == "shuffle" and n_train is not None and n_train % batch == 1):
@@ -221,8 +223,8 @@ def _construct(cfg: DictConfig, d_in: int, n_classes: int, seed: int, dtype: tor
 def _initialise(cfg: DictConfig, model: nn.Module, seed: int) -> None:
     """make_model's second half: the ``cfg.init`` weights from the seed's own generator (thread-safe), then the
     norm's reparametrization of the drawn weights (``weightnorm``: W = g·V/‖V‖, V = W, g = ‖W‖ row-wise)."""
-    init_weights(model, cfg.init.name, gain=cfg.init.get("gain", 1.0), generator=torch.Generator().manual_seed(seed),
-                 zero_bias=bool(cfg.init.get("zero_bias", False)))
+    custom.initialise(model, cfg.init.name, gain=cfg.init.get("gain", 1.0),  # custom: torch_default keeps its own
+                      generator=torch.Generator().manual_seed(seed), zero_bias=bool(cfg.init.get("zero_bias", False)))
     if (reparametrize := reparametrization(cfg.norm.name)) is not None:
         reparametrize(model)
 
@@ -378,10 +380,10 @@ def run(cfg: DictConfig, writer) -> None:
     setting = check_batch_seeds(cfg.runtime.get("batch_seeds", "auto"))
     seeds = [int(cfg.seed) + r for r in range(int(cfg.n_seeds))]
     together = (optim.epochs == 0 and _pretrainer(cfg) is None and reparametrization(cfg.norm.name) is None
-                and (setting is True or (setting == "auto" and len(seeds) > 1)))
+                and cfg.model.name != "custom" and (setting is True or (setting == "auto" and len(seeds) > 1)))
+    threads = choose_threads(cfg.runtime.threads, cfg.model.get("width")) or previous  # (the vmapped path: its own)
     try:
         if optim.epochs > 0:
-            threads = choose_threads(cfg.runtime.threads, cfg.model.width) or previous
             writer.note(device=str(device), dtype=str(cfg.dtype), threads=threads)
             torch.set_num_threads(threads)
             networks = Networks(cfg, device, dtype, check_amp(cfg.runtime.get("amp", "auto")))
@@ -390,7 +392,6 @@ def run(cfg: DictConfig, writer) -> None:
         with tqdm(total=len(seeds), desc=str(cfg.exp_name), disable=not cfg.runtime.progress, leave=False) as bar:
             if together and _run_batched(cfg, seeds, device, dtype, spec, writer, bar, previous, setting is True):
                 return
-            threads = choose_threads(cfg.runtime.threads, cfg.model.width) or previous
             writer.note(device=str(device), dtype=str(cfg.dtype), threads=threads)
             torch.set_num_threads(threads)
             for seed in seeds:
