@@ -26,6 +26,10 @@ TABLE1_RUNS = {
     "quick": _table_runs({}, {"chain.width": [8, 16, 32, 64]}),
     "smoke": _table_runs({"chain.depth": 500, "chain.burn_in": 100, "n_seeds": 2}, {"chain.width": [8, 16, 32]}),
 }
+# The window ℓ ≥ k of the vanilla cells' "rank_τ(Ĥ_ℓ≥k) = 1": the paper does not state k; the claims read the last
+# quarter of the chain, past the collapse phase (about a thousand layers at d = 128), which the table's averages
+# from the burn-in on include
+LATE_FRACTION = 0.75
 THEORY = {  # the paper's Table 1 theory cells (statements, quoted)
     ("none", "linear"): "rank_τ(Ĥ_∞) = 1 (Lem 4)", ("none", "tanh"): "—",
     ("bn_theory", "linear"): "rank_τ(H_ℓ) ≥ Ω(√d) (Thm 3)", ("bn_theory", "tanh"): "rank(H_ℓ) ≥ 2 (Thm 5)",
@@ -56,6 +60,16 @@ def table1(frames, scale) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def late_vanilla(frames) -> tuple[float, int]:
+    """(the largest rank_1/2 of a vanilla cell averaged over layers ℓ ≥ k and seeds, k): over linear and tanh, both
+    γ and every d, with k = LATE_FRACTION of the depth (the paper's cells, not the unit-scale row)."""
+    df = frames["chains"]
+    df = df[df["chain.norm"] == "none"]
+    k = int(LATE_FRACTION * int(df["chain.depth"].max()))
+    keys = ["chain.act", "chain.gamma", "chain.width"]
+    return float(seed_mean(layer_average(df, "soft_rank", keys, min_step=k), keys)["value"].max()), k
+
+
 def plot_table1(frames, scale):
     table = table1(frames, scale)
     fig, axes = style.new_figure(width=9, height=0.28 * (len(table) + 2))
@@ -73,11 +87,9 @@ def plot_table1(frames, scale):
 
 def claims_table1(frames, scale):
     table = table1(frames, scale)
-    d_cols = [c for c in table.columns if c.startswith("d=")]
-    claims = []
-    vanilla = table[table.network == "no BN"]  # the paper's cells; the unit-scale row is reported, not claimed
-    claims.append(Claim.at_most("no BN: largest average rank_1/2 (linear and tanh)",
-                                float(vanilla[d_cols].to_numpy(float).max()), 2.0, "rank_τ(Ĥ_ℓ≥k) = 1"))
+    late, k = late_vanilla(frames)  # the paper's cells; the unit-scale row is reported, not claimed
+    claims = [Claim.at_most(f"no BN: largest rank_1/2 averaged over ℓ ≥ k = {k} (linear and tanh, every d)", late,
+                            1.5, "rank_τ(Ĥ_ℓ≥k) = 1")]
     for gamma in table["γ"].unique():
         bn = table[(table.network == "BN") & (table["γ"] == gamma)].set_index("activation")["slope vs log d"]
         claims.append(Claim.within(f"BN linear, γ={gamma}: slope of rank_1/2 vs d", float(bn["linear"]), 0.45, 0.8,
@@ -94,7 +106,12 @@ TABLE1_CAPTION = (
     "over layers after burn-in and over seeds, per width, with the fitted log-log slope; the theory cells are "
     "the paper's statements, quoted. Chains: BN (theory BN, H ← BN(W F(H)) for γ = ∞ and BN(H + γ W F(H)) for "
     "γ = 0.1) and vanilla (the same without BN), W ~ U[-√3, √3], N = d, Gaussian input, 2000 layers, burn-in "
-    "200, every 10th layer, 3 seeds (quick: d ≤ 64). Decision: the paper does not "
+    "200, every 10th layer, 3 seeds (quick: d ≤ 64). The vanilla claim reads the window ℓ ≥ k of the paper's "
+    "cell rank_τ(Ĥ_ℓ≥k) = 1, whose k the paper does not state: the last quarter of the chain (k = 1500 of 2000; "
+    "smoke: 375 of 500), where the largest vanilla rank_1/2 averaged over layers and seeds is 1.31 at paper scale "
+    "(tanh, γ = ∞, d = 128; single seeds up to 1.92) and 1.12 at quick scale. The table's averages start at the "
+    "burn-in and so include the collapse phase, which at d = 128 lasts about a thousand layers (1.78 for tanh, "
+    "γ = 0.1, at paper scale). Decision: the paper does not "
     "say how the vanilla chain is scaled; it is rescaled to ‖H‖_F = √d every layer (entries of variance 1/N). "
     "At that scale tanh acts almost linearly and the vanilla tanh chain collapses like the linear one, as the "
     "paper reports. The extra row 'no BN, unit scale' rescales to ‖H‖_F² = dN (unit-variance entries) "
