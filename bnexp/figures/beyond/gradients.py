@@ -74,8 +74,8 @@ CAPTION = (
 register(Figure("beyond/norms-gradients", "Gradient norm vs depth for BN, the per-sample norms and weight norm",
                 CAPTION,
                 RUNS, plot, claims,
-                paper_caption=PaperCaption(f"depth paper, {FIG3_PAPER_CAPTION.label} (the setup asked of other norms)",
-                                           FIG3_PAPER_CAPTION.text),
+                paper_caption=PaperCaption(f"{FIG3_PAPER_CAPTION.label} of the depth paper (the setup asked of other "
+                                           "norms)", FIG3_PAPER_CAPTION.text),
                 costs=Costs(quick="≈ 10 s, 2-core CPU", paper="≈ 2 min, 2-core CPU (estimated from depth/fig3)",
                             data="CIFAR-10 (100 images)",
                             basis="40 runs (5 norms × 8 depths 5–1000), 10 seeds, d = n = 100: 2.5 × depth/fig3's "
