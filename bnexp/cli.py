@@ -9,10 +9,18 @@
     bnexp reproduce FIG... [--scale quick]         run whatever FIG still lacks, plot it, check its claims;
                                                    every figure is tried, then one summary table
     bnexp plot FIG... [--scale quick]              regenerate FIG from saved CSVs only
+    bnexp plot --exp NAME --x COL --y METRIC [--hue COL] [--layer N|last] [--at COL=V ...] [--logx] [--logy]
+                                                   a sweep's own plot: mean ± 95% CI over seeds, written to
+                                                   outputs/runs/NAME/plots/ with the command that made it
+    bnexp table --exp NAME --by COL,... --metric METRIC [--layer N|last] [--at COL=V ...] [--csv PATH]
+                                                   mean, 95% CI and seed count per group of a sweep
     bnexp figures [FIG...] [--scale quick] [--runs]  every figure: its runs done/running/failed/missing, claims
     bnexp figures --targets                        the make targets of the papers and figures, with their costs
     bnexp data [NAME...] [--scale quick]           get the real datasets the figures need (apt, download)
     bnexp report                                   outputs/report/index.html: every figure, claims, commands
+
+Columns (COL) are those of ``bnexp.results.load(NAME)``: ``seed``, ``step``, ``layer`` and the flattened config
+(``model.depth``, ``norm.name``, ...); a bare config group means its name (``norm`` is ``norm.name``).
 
 ``train``, ``simulate``, ``inputs`` and ``sweep`` take Hydra overrides (and Hydra flags such as ``--cfg job``); a
 launcher is chosen the Hydra way, e.g. ``hydra/launcher=joblib`` or ``hydra/launcher=slurm`` (configs/hydra/).
@@ -52,10 +60,21 @@ def _figures(ids: Sequence[str]):
     return figures.select(ids)
 
 
+SWEEP_PLOT_OPTIONS = ("x", "y", "hue", "layer", "at", "logx", "logy", "name")
+
+
 def cmd_plot(ns: argparse.Namespace) -> int:
     from bnexp.figures import MissingRuns
     from bnexp.reproduce import plot_figure
 
+    if ns.exp is not None:
+        return cmd_sweep_plot(ns)
+    if not ns.figures:
+        raise ConfigError("plot", "", "name figure ids (fig3, rank/fig3, rank, all) or --exp NAME for a sweep's runs")
+    given = [f"--{key}" for key in SWEEP_PLOT_OPTIONS if getattr(ns, key) not in (None, False, [])]
+    if given:
+        raise ConfigError(given[0], getattr(ns, given[0][2:]), "goes with --exp NAME (a sweep's own plot), "
+                          "not with figure ids")
     failed = 0
     for fig in _figures(ns.figures):
         try:
@@ -64,6 +83,35 @@ def cmd_plot(ns: argparse.Namespace) -> int:
             print(f"bnexp: {err}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
+
+
+def cmd_sweep_plot(ns: argparse.Namespace) -> int:
+    from bnexp import sweep_plot
+
+    if ns.figures:
+        raise ConfigError("plot", " ".join(ns.figures), "give figure ids or --exp NAME, not both")
+    if ns.x is None or ns.y is None:
+        raise ConfigError("--x" if ns.x is None else "--y", None,
+                          "bnexp plot --exp NAME needs --x COLUMN and --y METRIC")
+    path = sweep_plot.plot(ns.exp, ns.x, ns.y, hue=ns.hue, layer=ns.layer, at=ns.at, logx=ns.logx, logy=ns.logy,
+                           name=ns.name)
+    print(f"[bnexp] {ns.exp}: {ns.y} against {ns.x} → {path} (.pdf, and .json with the command)")
+    return 0
+
+
+def cmd_table(ns: argparse.Namespace) -> int:
+    from bnexp import sweep_plot
+
+    by = [c for c in ns.by.split(",") if c]
+    frame = sweep_plot.table(ns.exp, by, ns.metric, layer=ns.layer, at=ns.at)
+    where = " ".join([*(f"--at {a}" for a in ns.at), *([f"--layer {ns.layer}"] if ns.layer is not None else [])])
+    print(f"{ns.exp}: {ns.metric}{' ' + where if where else ''} — mean and 95% CI (lo, hi) over seeds")
+    print(sweep_plot.format_table(frame))
+    if ns.csv:
+        Path(ns.csv).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(ns.csv, index=False)
+        print(f"[bnexp] table → {ns.csv}")
+    return 0
 
 
 def _split_ids(items: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -181,9 +229,30 @@ def _parser() -> argparse.ArgumentParser:
     for name in HYDRA_COMMANDS:
         sub.add_parser(name, help=f"{name} (Hydra overrides follow)", add_help=False)
     scale = {"choices": SCALES, "default": "quick", "help": "smoke (tests), quick (CPU minutes), paper"}
-    plot = sub.add_parser("plot", help="regenerate figures from saved runs (no training)")
-    plot.add_argument("figures", nargs="+", help="ids like fig3, rank/fig3, markov/table1, rank, all")
+    plot = sub.add_parser("plot", help="regenerate figures from saved runs (no training), or plot a sweep (--exp)")
+    plot.add_argument("figures", nargs="*", help="ids like fig3, rank/fig3, markov/table1, rank, all")
     plot.add_argument("--scale", **scale)
+    column = "a column of the runs: seed, step, layer or a config key (model.depth; norm for norm.name)"
+    where = {"layer": {"default": None, "metavar": "N|last",
+                       "help": "keep one layer: an index or last (each run's deepest)"},
+             "at": {"action": "append", "default": [], "metavar": "COL=V",
+                    "help": "keep rows where COL is V (V1,V2: any of them; step=first|last); repeatable"}}
+    plot.add_argument("--exp", default=None, metavar="NAME", help="plot the runs of this experiment, not a figure")
+    plot.add_argument("--x", default=None, metavar="COL", help=f"x axis: {column}")
+    plot.add_argument("--y", default=None, metavar="METRIC", help="the metric on the y axis (e.g. soft_rank)")
+    plot.add_argument("--hue", default=None, metavar="COL", help=f"one band per value of this column: {column}")
+    for flag, kw in where.items():
+        plot.add_argument(f"--{flag}", **kw)
+    plot.add_argument("--logx", action="store_true", help="logarithmic x axis")
+    plot.add_argument("--logy", action="store_true", help="logarithmic y axis")
+    plot.add_argument("--name", default=None, help="file name under outputs/runs/EXP/plots/ (default: from the query)")
+    table = sub.add_parser("table", help="mean, 95%% CI and seed count of a metric per group of a sweep's runs")
+    table.add_argument("--exp", required=True, metavar="NAME", help="the experiment whose runs to read")
+    table.add_argument("--by", required=True, metavar="COL,...", help=f"group by these columns: {column}")
+    table.add_argument("--metric", required=True, help="the metric to summarise (e.g. soft_rank)")
+    for flag, kw in where.items():
+        table.add_argument(f"--{flag}", **kw)
+    table.add_argument("--csv", default=None, metavar="PATH", help="also write the table as CSV to PATH")
     rep = sub.add_parser("reproduce", help="run the runs figures still lack, then plot them")
     rep.add_argument("figures", nargs="+", metavar="FIG|hydra.launcher.KEY=VALUE",
                      help="figure ids (fig3, rank/fig3, rank, all), then launcher settings")
@@ -220,8 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ns.figures += extra                    # hydra.launcher.partition=gpu`; _split_ids checks them
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return {"plot": cmd_plot, "reproduce": cmd_reproduce, "figures": cmd_figures, "data": cmd_data,
-                "report": cmd_report}[ns.command](ns)
+        return {"plot": cmd_plot, "table": cmd_table, "reproduce": cmd_reproduce, "figures": cmd_figures,
+                "data": cmd_data, "report": cmd_report}[ns.command](ns)
     except ConfigError as err:
         print(f"bnexp: error: {err}", file=sys.stderr)
         return 2
