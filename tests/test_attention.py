@@ -223,3 +223,10 @@ def test_token_residual_of_zero_and_non_finite_input_is_nan():
     got = metrics.token_residual(h)
     assert torch.isnan(got[:3]).all()
     assert got[3].item() == pytest.approx(_residual_np(h[3].numpy()), rel=1e-12)
+
+
+def test_a_bad_act_is_refused_before_any_run():
+    """model=attention with a non-linear act fails validation (engines.train.validate), not at the first build."""
+    cfg = config.compose("train", ["model=attention", "act=relu"])
+    with pytest.raises(ConfigError, match="act.name"):
+        train.validate(cfg)

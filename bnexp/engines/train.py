@@ -125,8 +125,8 @@ def probe_spec(cfg: DictConfig) -> ProbeSpec:
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the key of the first impossible value, before any work."""
     if choose("model.name", cfg.model.get("name"), MODELS) != "custom":  # model=custom: sized by its factory
-        check_int("model.depth", cfg.model.get("depth"), 1)
-        check_int("model.width", cfg.model.get("width"), 1)
+        [check_int(f"model.{key}", cfg.model.get(key), 1) for key in ("depth", "width")]
+        getattr(MODELS.get(cfg.model.name), "check_config", lambda _: None)(cfg)  # a model's own (attention: act)
     custom.validate(cfg)  # model=custom: target, kwargs, modules, norm, act, init (nothing for other models)
     choose("norm.name", cfg.norm.get("name"), NORMS)
     choose("act.name", cfg.act.get("name"), ACTIVATIONS)

@@ -54,6 +54,14 @@ class SelfAttention(nn.Module):
         return [self.q, self.k, self.v, self.o]
 
 
+def _check(width: int, heads: int, act) -> None:
+    check_int("model.heads", heads, 1)
+    if width % heads:
+        raise ConfigError("model.heads", heads, f"must divide model.width = {width} (d_h = width / heads)")
+    if act != "linear":  # rank collapse is a property of attention alone; an activation would be another model
+        raise ConfigError("act.name", act, "linear (the attention stack has no activation and no MLP blocks)")
+
+
 class SelfAttentionNet(nn.Module):
     """Input projection, ``depth`` self-attention layers on the token matrix X ∈ R^{n×d}, optional per-token readout.
 
@@ -91,18 +99,20 @@ class SelfAttentionNet(nn.Module):
         check_int("model.depth", depth, 1)
         if d_out is not None:
             check_int("model.d_out", d_out, 1)
-        check_int("model.heads", heads, 1)
-        if width % heads:
-            raise ConfigError("model.heads", heads, f"must divide model.width = {width} (d_h = width / heads)")
+        _check(width, heads, act)
         self.skip = check_bool("model.skip", skip)
         check_bool("model.bias", bias)
-        if act != "linear":  # rank collapse is a property of attention alone; an activation would be another model
-            raise ConfigError("act.name", act, "linear (the attention stack has no activation and no MLP blocks)")
         self.fc_in = nn.Linear(d_in, width, bias=bias)
         self.layers = nn.ModuleList(SelfAttention(width, heads, bias) for _ in range(depth))
         make_norm = norm_layer(norm, **(norm_kwargs or {}))
         self.norm = nn.ModuleList(make_norm(width) for _ in range(depth))
         self.readout = nn.Linear(width, d_out, bias=bias) if d_out is not None else None
+
+    @staticmethod
+    def check_config(cfg) -> None:
+        """The checks of the constructor that need no data, on a run's config (``engines.train.validate`` calls
+        this before any run starts): ``model.heads`` divides ``model.width``, ``act`` is linear."""
+        _check(int(cfg.model.width), cfg.model.get("heads", 1), cfg.act.name)
 
     def _forward(self, x: Tensor, layers: list[dict[str, Tensor]] | None,
                  attention: list[Tensor] | None = None) -> Tensor:
