@@ -228,5 +228,5 @@ def test_token_residual_of_zero_and_non_finite_input_is_nan():
 def test_a_bad_act_is_refused_before_any_run():
     """model=attention with a non-linear act fails validation (engines.train.validate), not at the first build."""
     cfg = config.compose("train", ["model=attention", "act=relu"])
-    with pytest.raises(ConfigError, match="act.name"):
+    with pytest.raises(ConfigError, match=r"act\.name"):
         train.validate(cfg)
