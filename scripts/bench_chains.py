@@ -197,7 +197,7 @@ def main() -> None:
                     res.append(chains * layers / secs)
                 plan = plan_threads(ChainParams(width=d, dtype=args.dtype), chains, torch.device("cpu"), "auto")
                 print(f"| {d} | {chains} | {res[0]:,.0f} | {res[1]:,.0f} | {plan.workers} workers, "
-                      f"{plan.lanes} lanes, {plan.intra} BLAS |", flush=True)
+                      f"{plan.lanes} lanes |", flush=True)
 
     if "estimate" not in skip:
         # rank/fig3a at paper scale: per width 3 γ × 10^6 layers, rank_{1/2} and r every 1000 layers (exp config)

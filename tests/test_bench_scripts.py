@@ -3,6 +3,7 @@
 ``scripts/bench_deep.py`` (``make bench-deep``): the plain loop, the engine's Trainer and one log point of the depth
 figures' measurements at L = 3, d = 8, B = 8 on the CPU, a couple of steps each; the plain model is the depth
 paper's network (α_ℓ = (ℓ+1)^(−0.4), orthogonal weights), checked against an explicit float64 forward.
+``scripts/bench_threads.py`` (``make bench-threads``): each thread plan on a tiny chain, and its competing process.
 """
 
 from __future__ import annotations
@@ -65,3 +66,14 @@ def test_bench_deep_plain_model_is_the_shaped_orthogonal_network(deep):
         h = torch.tanh((l + 1) ** -0.4 * z)
     expected = h @ model[-1].weight.T + model[-1].bias
     assert torch.allclose(model(x), expected, atol=1e-10)
+
+
+def test_bench_threads_times_each_plan_and_stops_its_competing_process():
+    threads = _script("bench_threads")
+    p = threads.chain(16, 20)
+    for plan in ("auto", 1, 2):
+        _positive(threads.seconds(p, plan))
+    with threads.competing(True):
+        pass  # the spinning process is killed on exit, not left behind
+    with threads.competing(False):
+        pass

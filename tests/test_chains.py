@@ -403,9 +403,32 @@ def test_overflow_is_recorded_not_raised():
 class FakeWriter:
     def __init__(self):
         self.calls: list[list[tuple]] = []
+        self.notes: dict = {}
 
     def append(self, rows):
         self.calls.append(list(rows))
+
+    def note(self, **fields):
+        self.notes.update(fields)
+
+
+@pytest.mark.parametrize("width, replicates", [(256, 1), (512, 1), (64, 30)])
+def test_cpu_plans_never_use_blas_threads(width, replicates):
+    """One BLAS thread while a chain runs on the CPU, whatever the plan: BLAS threads lose 3–18× when another
+    process holds a core (docs/performance.md, "Threads"); extra cores go to worker threads (draws beside steps)."""
+    p = ChainParams(width=width, depth=2, measure_every=1, metrics=("soft_rank",))
+    plan = plan_threads(p, replicates, torch.device("cpu"), "auto")
+    assert "1 BLAS thread" in plan.describe()
+    seen = [torch.get_num_threads() for _ in simulate(p, list(range(replicates)), threads=2)]
+    assert seen and set(seen) == {1}
+
+
+def test_run_records_the_thread_plan():
+    writer = FakeWriter()
+    chains.run({"seed": 0, "n_seeds": 1, "runtime": {"threads": "auto", "device": "cpu"},
+                "chain": {"width": 256, "depth": 2, "metrics": ["soft_rank"]}}, writer)
+    assert writer.notes["threads"] == "auto"
+    assert writer.notes["thread_plan"].endswith("1 BLAS thread")
 
 
 def test_run_writes_rows_in_chunks(monkeypatch):

@@ -39,9 +39,10 @@ different lanes overlap on all cores, and small matrices are never split over BL
 2 cores). ``threads="auto"`` (measured in docs/performance.md): one thread when one layer's
 weights over all replicates are fewer than 1000 numbers (≈ 4 µs of draws, less than what a second thread
 costs the step in GIL contention), else every core. Lanes: one, unless a step's
-matmul costs more than drawing its weights (then ``threads`` lanes: the matmuls are the critical path). A
-single chain whose matmul costs more than twice its draws (float64 at d ≥ 256) runs serially with every core
-as BLAS threads instead. On CUDA everything runs in the caller's thread, on the device, with one host transfer
+matmul costs more than drawing its weights (then ``threads`` lanes: the matmuls are the critical path). Never
+BLAS threads: they gain ≤ 1.3× for one large chain on a quiet machine but lose 3–22× as soon as another process
+holds a core (docs/performance.md, "Threads"); the plan is written to run.json (``thread_plan``). On CUDA
+everything runs in the caller's thread, on the device, with one host transfer
 per measured layer.
 """
 

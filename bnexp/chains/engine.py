@@ -29,7 +29,10 @@ class Plan:
     workers: int  # threads running tasks (the caller's thread included)
     lanes: int  # replicate groups stepped by separate bmm calls
     chunks: int  # replicate groups per lane drawing weights as separate tasks
-    intra: int = 1  # torch intra-op threads
+
+    def describe(self) -> str:
+        """The plan in words, for run.json."""
+        return f"{self.workers} worker thread(s), {self.lanes} lane(s), {self.chunks} draw chunk(s), 1 BLAS thread"
 
 
 def _cores() -> int:
@@ -57,8 +60,9 @@ def plan_threads(p: ChainParams, replicates: int, device: torch.device, threads:
         flops *= 2
     step_s = flops / (80e9 if p.dtype == "float32" else 40e9)
     draw_s = p.numbers_per_layer() * 4.5e-9
-    if replicates == 1 and step_s > 2 * draw_s:  # one chain, matmul-bound: BLAS threads beat overlapping draws
-        return Plan(1, 1, 1, intra=workers)
+    # never BLAS (intra-op) threads: on a quiet 2-core machine they beat overlapping draws and steps by ≤ 1.3× for one
+    # float64 chain at d ≥ 256, but with one core busy elsewhere each matmul waits for the descheduled thread and
+    # the run is 3–22× slower than one thread (docs/performance.md, "Threads"); worker threads degrade gracefully
     lanes = min(replicates, workers) if step_s > draw_s else 1
     return Plan(workers, lanes, workers)
 
@@ -227,8 +231,8 @@ def simulate(
     Replicate r uses seed ``seeds[r]`` and γ = ``gammas[r]`` (default: ``params.gamma`` for all; inf allowed).
     Validates everything before any work and returns the iterator. Non-finite chains give inf/nan values
     and keep going. ``threads``: ``"auto"`` or the number of CPU threads to run on (module docstring). While
-    the iterator runs, torch's intra-op thread count is the plan's (1, except for one matmul-bound chain);
-    it is restored when the iterator finishes or is closed.
+    the iterator runs on the CPU, torch's intra-op thread count is 1; it is restored when the iterator finishes or
+    is closed.
     """
     params.validate()
     seeds = check_seeds(seeds)
@@ -243,7 +247,7 @@ def _iterate(p: ChainParams, seeds: list[int], gammas: list[float], device: torc
              progress: bool) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     from tqdm.auto import tqdm
 
-    with _torch_threads(plan.intra if device.type == "cpu" else torch.get_num_threads()):
+    with _torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
         engine = _Engine(p, seeds, gammas, device, plan)
         with tqdm(total=engine.layers[-1], unit="layer", disable=not progress, desc="chain") as bar:
             for layer, values in engine:
@@ -285,6 +289,10 @@ def run(cfg: Any, writer: Any) -> None:
     device = resolve_device(runtime.get("device", "auto"), prefer_cuda=False)
     rows: list[tuple[int, int, None, str, float]] = []
     buffered, last_flush = 0, time.monotonic()
+    check_threads(threads)
+    plan = plan_threads(params, len(seeds), device, threads)
+    if hasattr(writer, "note"):
+        writer.note(threads=str(threads), thread_plan=plan.describe() if device.type == "cpu" else "device")
     chain = simulate(params, seeds, device=device, progress=bool(runtime.get("progress", False)), threads=threads)
     for layer, values in chain:
         for name, arr in values.items():
