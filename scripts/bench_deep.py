@@ -18,7 +18,10 @@ Variants (seconds per optimiser step, the best of --repeats interleaved runs aft
   independent of L, but a guard check and a graph call per block). A compile is cut off after --compile-timeout
   seconds and then not tried at larger L, nor when its time at a smaller L, scaled by L, passes the limit;
 * **graph** (CUDA only): the whole step (gather, forward, loss, backward, SGD) captured once in a CUDA graph
-  (``torch.cuda.graph``, static index tensor) and replayed per step.
+  (``torch.cuda.graph``, static index tensor) and replayed per step;
+* **stacked**: --stack S runs of the same network (S seeds: what ``runtime.stack`` does for a sweep over seeds with
+  the data fixed) trained as one model by ``bnexp.training.stacked.StackedSGD`` (batched matmuls over the runs, one
+  flat parameter tensor); its time is per run, i.e. the stacked step divided by S.
 
 Measure share: the time of one log point of the depth figures' training runs (Fig 6: ``probe.weight_metrics=
 [isometry_gap]``, ``probe.grad_norms=true`` — φ(W_ℓ) and ‖∇W_ℓ‖_F of every layer on the fixed probe batch of B —
@@ -245,13 +248,34 @@ def time_log_point(trainer: Trainer) -> dict[str, float]:
 
 WRAPS = {"plain": lambda model: model, "compile": torch.compile, "regional": regional,
          "compile-ro": lambda model: torch.compile(model, mode="reduce-overhead")}  # the plain loop's model, as run
-VARIANTS = ("plain", "engine", "compile", "compile-ro", "regional", "graph")
+VARIANTS = ("plain", "engine", "compile", "compile-ro", "regional", "graph", "stacked")
 CUDA_ONLY = {"compile-ro", "graph"}
 
 
-def build(variant: str, base: nn.Module, trainer: Trainer, x: Tensor, y: Tensor, first: Tensor) -> Step:
+def stacked_step(S: int, depth: int, width: int, d_in: int, x: Tensor, y: Tensor) -> Step:
+    """One StackedSGD step of S runs of the engine's network (seeds 0 … S−1, each its own orthogonal draw), every
+    run on the same minibatch (the timing does not depend on which samples)."""
+    from bnexp.nn.init import init_weights
+    from bnexp.nn.models import build_model
+    from bnexp.training.stacked import StackedSGD
+
+    models = []
+    for seed in range(S):
+        torch.manual_seed(seed)
+        model = build_model("mlp", d_in=d_in, d_out=N_CLASSES, width=width, depth=depth, norm="bn_torch", act="tanh",
+                            bias=True, order="norm_act", gain_exponent=GAIN_EXPONENT)
+        init_weights(model, "orthogonal", generator=torch.Generator().manual_seed(seed))
+        models.append(model.to(x.device))
+    sgd = StackedSGD(models, x, y, lrs=[LR] * S, weight_decays=[0.0] * S, momentum=0.0)
+    return lambda idx: sgd.step(idx.expand(S, -1))
+
+
+def build(variant: str, base: nn.Module, trainer: Trainer, x: Tensor, y: Tensor, first: Tensor, stack: int = 4) -> Step:
     if variant == "engine":
         return trainer.step
+    if variant == "stacked":
+        depth, width = len(base) - 1, base[-1].in_features
+        return stacked_step(stack, depth, width, x.shape[1], x, y)
     model = copy.deepcopy(base)
     return graphed_step(model, x, y, first) if variant == "graph" else sgd_step(WRAPS[variant](model), x, y)
 
@@ -267,7 +291,7 @@ def reason(err: BaseException) -> str:
 
 
 def prepare(variants: list[str], depth: int, base, trainer, x, y, batches, device, timeout: float,
-            skipped: dict[str, str], compile_times: dict[str, tuple[int, float]]) -> dict[str, Step]:
+            skipped: dict[str, str], compile_times: dict[str, tuple[int, float]], stack: int = 4) -> dict[str, Step]:
     """Each variant's step, built and warmed up (compiled variants within ``timeout``); failures go to
     ``skipped`` with their reason and are not tried again at larger depths. A whole-model compile grows at least
     linearly with L (its graph has ≈ 12·L nodes): one that took T at a smaller depth L₀ (``compile_times``) is
@@ -286,7 +310,7 @@ def prepare(variants: list[str], depth: int, base, trainer, x, y, batches, devic
         start = time.perf_counter()
         try:
             with deadline(timeout if compiled else 0):
-                step = build(v, base, trainer, x, y, batches[0])
+                step = build(v, base, trainer, x, y, batches[0], stack)
                 time_steps(step, batches, 3, device)  # warm-up: compile, cuDNN/BLAS, allocator, graph trees
         except Exception as err:  # a variant that cannot run here is reported, not fatal
             skipped[v] = f"at L = {depth}: {reason(err)}"
@@ -325,6 +349,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu, or cuda when available")
     ap.add_argument("--amp", default="off", help="the engine's runtime.amp (off: float32 like the plain loop)")
     ap.add_argument("--compile-timeout", type=float, default=120.0, help="seconds a compile may take (0: no limit)")
+    ap.add_argument("--stack", type=int, default=4, help="runs trained as one model in the stacked variant")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -351,7 +376,7 @@ def main() -> None:
         base = plain_model(depth, args.width, args.d_in, device)
         trainer = engine_trainer(depth, args.width, args.batch, args.d_in, n_train, args.n_test, device, args.amp)
         steps_of = prepare(variants, depth, base, trainer, x, y, batches, device, args.compile_timeout, skipped,
-                           compile_times)
+                           compile_times, args.stack)
         # calibrate: steps so that the plain loop takes about --seconds
         per_step = time_steps(steps_of["plain"], batches, 2, device) if "plain" in steps_of else 0.1
         steps = max(3, math.ceil(args.seconds / max(per_step, 1e-6)))
@@ -363,6 +388,8 @@ def main() -> None:
             if "engine" in steps_of:  # it has just stepped: its running means are defined
                 for name, seconds in time_log_point(trainer).items():
                     share[name] = min(share.get(name, math.inf), seconds)
+        if "stacked" in best:
+            best["stacked"] /= args.stack  # per run
         results[depth], shares[depth] = best, share
         print(f"#   L = {depth}: {steps} steps a measurement", flush=True)
         del steps_of, trainer, base

@@ -77,3 +77,12 @@ def test_bench_threads_times_each_plan_and_stops_its_competing_process():
         pass  # the spinning process is killed on exit, not left behind
     with threads.competing(False):
         pass
+
+
+def test_bench_deep_stacked_variant_steps_every_run(deep):
+    cpu = torch.device("cpu")
+    x, y = deep.resident_data(32, 16, cpu)
+    batches = deep.minibatches(len(x), 8, 3, cpu)
+    base = deep.plain_model(3, 8, 16, cpu)
+    step = deep.build("stacked", base, None, x, y, batches[0], stack=3)
+    _positive(deep.time_steps(step, batches, 2, cpu))
