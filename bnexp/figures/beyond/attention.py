@@ -79,7 +79,7 @@ def plot(frames, scale):
         ax.set_xlabel("depth ℓ (attention layers; 0 = input tokens)")
         ax.set_ylabel("log₁₀ ‖X − 1x̄ᵀ‖$_F$ / ‖X‖$_F$")
         ax.set_title(f"{title} ({scale})")
-    axes[0].legend(fontsize="small")
+    style.legend(axes[0])
     return fig
 
 

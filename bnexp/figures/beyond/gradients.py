@@ -33,10 +33,10 @@ def plot(frames, scale):
     fig, axes = style.new_figure(width=4.4, height=3.0)
     for norm in NORMS:
         depth_curve(axes[0], log_grad(frames["runs"], norm__name=norm), kind="norm", name=norm)
-    depth_axes(axes[0], "ln ‖∇$_{W_1}$ L‖$_F$")
+    depth_axes(axes[0])
     axes[0].set_xscale("log")
     axes[0].set_title(f"Orthogonal weights, identity ({scale})")
-    axes[0].legend(fontsize="small", ncol=2)
+    style.legend(axes[0], ncol=2)
     return fig
 
 

@@ -74,7 +74,7 @@ def plot_rank(frames, scale):
             ax.set_ylabel(ylabel)
         top.set_title(f"{'Linear' if act == 'linear' else 'ReLU'} chain, d = N = {d} ({scale})")
     # one legend for the four panels, outside them: inside it would cover the curves between √d and BN's
-    fig.legend(*axes[0].get_legend_handles_labels(), fontsize="small", ncol=6, loc="upper center",
+    style.legend(fig, *axes[0].get_legend_handles_labels(), ncol=6, loc="upper center",
                bbox_to_anchor=(0.5, 0.0))
     return fig
 
@@ -153,7 +153,7 @@ def plot_ortho(frames, scale):
     ax.set_xlabel("layer ℓ")
     ax.set_ylabel("orthogonality gap V(H$_ℓ$)")
     ax.set_title(f"Linear chain, d = {int(df['chain.width'].iloc[0])}, N = {n} ({scale})")
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: the curves fill the axes
+    style.legend(ax, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # outside: the curves fill the axes
     return fig
 
 

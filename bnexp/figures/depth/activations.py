@@ -27,11 +27,11 @@ def plot(frames, scale):
             style.band(ax, stats.summarize(sub, "model.depth"), "model.depth", kind="act", name=act, marker=".")
     axes[1].set_yscale("log")
     for ax, title, ylabel in zip(axes, ("Gradient norm", "Isometry gap at the last layer"),
-                                 ("ln ‖∇_{W_1} L‖_F", "isometry gap φ(X_L)")):
+                                 (style.GRAD_W1, r"isometry gap $\phi(X_L)$")):
         ax.set_xlabel("depth L")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{title} ({scale})")
-        ax.legend(title="Activation")
+        style.legend(ax, title="Activation")
     return fig
 
 

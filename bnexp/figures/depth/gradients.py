@@ -31,7 +31,7 @@ def depth_curve(ax, sub, **look) -> None:
     style.band(ax, stats.summarize(sub, "model.depth"), "model.depth", marker=".", **look)
 
 
-def depth_axes(ax, ylabel: str = "ln ‖∇_{W_1} L‖_F") -> None:
+def depth_axes(ax, ylabel: str = style.GRAD_W1) -> None:
     ax.set_xlabel("depth L")
     ax.set_ylabel(ylabel)
 
@@ -53,7 +53,7 @@ def plot_fig2(frames, scale):
         depth_curve(axes[0], sub, color=style.series(i)["color"], label=label)
     depth_axes(axes[0])
     axes[0].set_title(f"Degenerate vs non-degenerate inputs ({scale})")
-    axes[0].legend(title="Inputs")
+    style.legend(axes[0], title="Inputs")
     return fig
 
 
@@ -115,7 +115,7 @@ def plot_fig3(frames, scale):
         depth_curve(axes[0], log_grad(frames["runs"], init__name=init), kind="init", name=init, label=label)
     depth_axes(axes[0])
     axes[0].set_title(f"Orthogonal vs Gaussian weights ({scale})")
-    axes[0].legend(title="Initialization")
+    style.legend(axes[0], title="Initialization")
     return fig
 
 
@@ -173,9 +173,9 @@ def plot_figH6(frames, scale):
     fig, axes = style.new_figure(width=4.0)
     for norm, label in FIGH6_NORMS:
         depth_curve(axes[0], log_grad(frames["runs"], 0, norm__name=norm), kind="norm", name=norm, label=label)
-    depth_axes(axes[0], "ln ‖∇_{W_0} L‖_F (fc_0)")
+    depth_axes(axes[0], r"$\ln \|\nabla_{W_0} L\|_F$ ($\mathrm{fc}_0$)")
     axes[0].set_title(f"Mean reduction and the 1/n factor ({scale})")
-    axes[0].legend(title="Mean reduction")
+    style.legend(axes[0], title="Mean reduction")
     return fig
 
 

@@ -25,7 +25,8 @@ RUNS = {
     "smoke": {"runs": RunGrid(EXP, SMOKE_TRAIN, {"act": ["sin", "tanh"], "model.depth": [8, 24]})},
 }
 EPOCHS = {"paper": [50, 100, 200, 300], "quick": [1, 8, 15], "smoke": [1, 3, 6]}
-METRICS = (("weight_isometry_gap", "isometry gap φ(W_ℓ)"), ("grad_norm", "gradient norm ‖∇W_ℓ‖ (Frobenius)"))
+METRICS = (("weight_isometry_gap", r"isometry gap $\phi(W_\ell)$"),
+           ("grad_norm", r"gradient norm $\|\nabla_{W_\ell} L\|_F$"))
 
 
 def per_layer(df: pd.DataFrame, metric: str, act: str, depth: int) -> pd.DataFrame:
@@ -65,7 +66,7 @@ def grid_plot(metric: str, ylabel: str):
                 ax = axes[row * 2 + col]
                 panel(ax, per_layer(df, metric, act, depth), epochs_of(df, scale), ylabel)
                 ax.set_title(f"{act}, depth {depth} ({scale})")
-        axes[0].legend()
+        style.legend(axes[0])
         return fig
     return plot
 
@@ -109,7 +110,7 @@ def plot_fig6(frames, scale):
     for ax, (metric, label) in zip(axes, METRICS):
         panel(ax, per_layer(df, metric, "tanh", depth), epochs_of(df, scale), label)
         ax.set_title(f"tanh, depth {depth} ({scale})")
-    axes[0].legend()
+    style.legend(axes[0])
     return fig
 
 

@@ -128,10 +128,10 @@ def plot_tableE1(frames, scale):
         ax.set_xlabel("batch size n")
         ax.set_ylabel("numerical rank (mean ± std over batches)")
         ax.set_title(f"{title} ({scale})")
-        ax.legend(fontsize=6)
+        style.legend(ax)
     if any(name in PAPER_RANK for name in s.dataset.unique()):
         axes[0].plot([], [], ls="", marker="x", color=style.GREY, label="paper")
-        axes[0].legend(fontsize=6)
+        style.legend(axes[0])
     return fig
 
 

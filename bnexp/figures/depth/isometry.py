@@ -48,9 +48,9 @@ def plot(frames, scale):
                 label=f"{int(d)} (theory)")
     ax.set_yscale("log")
     ax.set_xlabel("layer ℓ")
-    ax.set_ylabel("isometry gap φ(X_ℓ)")
+    ax.set_ylabel(r"isometry gap $\phi(X_\ell)$")
     ax.set_title(f"Linear BN MLP, orthogonal weights, n = d ({scale})")
-    ax.legend(title="Width")
+    style.legend(ax, title="Width")
     return fig
 
 

@@ -70,11 +70,11 @@ def plot_figF1(frames, scale):
         sub = rates[rates["act.name"] == act]
         style.bands(ax, sub, "model.gain", "ell", label="ℓ = {}".format, marker=".", linestyle="-")
         alphas = np.linspace(sub["model.gain"].min(), sub["model.gain"].max(), 50)
-        style.reference(ax, alphas, c1 * alphas**c2, f"{c1:.3f} α^{c2:.2f} (sin fit)")
+        style.reference(ax, alphas, c1 * alphas**c2, f"${c1:.3f}\\,\\alpha^{{{c2:.2f}}}$ (sin fit)")
         ax.set_xlabel("gain α")
         ax.set_ylabel("rate")
         ax.set_title(f"{act} ({scale})")
-        ax.legend()
+        style.legend(ax)
     return fig
 
 
@@ -145,7 +145,7 @@ def plot_figF2(frames, scale):
         ax.set_xlabel("exponent")
         ax.set_ylabel(f"rate at ℓ = {F2_LAYER}")
         ax.set_title(f"{act} ({scale})")
-        ax.legend(title="Depth")
+        style.legend(ax, title="Depth")
     return fig
 
 

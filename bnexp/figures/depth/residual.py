@@ -29,9 +29,9 @@ def plot(frames, scale):
         sub = log_at_layer(frames["runs"], "grad_norm", 1, act__name=act)
         style.band(ax, stats.summarize(sub, "model.depth"), "model.depth", kind="act", name=act, marker=".")
     ax.set_xlabel("depth L")
-    ax.set_ylabel("ln ‖∇_{W_1} L‖_F")
+    ax.set_ylabel(style.GRAD_W1)
     ax.set_title(f"Residual BN MLP, Gaussian weights — assumed setup ({scale})")
-    ax.legend(title="Activation")
+    style.legend(ax, title="Activation")
     return fig
 
 

@@ -28,7 +28,7 @@ def plot_fig5(frames, scale):
                         name=act)
         depth_axes(ax)
         ax.set_title(f"{title} ({scale})")
-        ax.legend(title="Activation")
+        style.legend(ax, title="Activation")
     return fig
 
 

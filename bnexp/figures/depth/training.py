@@ -58,7 +58,7 @@ def panels(axes, df: pd.DataFrame, metric: str, ylabel: str, scale: str, legend:
         ax.set_ylabel(ylabel)
         ax.set_title(f"{'identity' if act == 'linear' else act} ({scale})")
     if legend:
-        axes[0].legend()
+        style.legend(axes[0])
 
 
 def final(df: pd.DataFrame, metric: str, act: str, depth: int) -> float:

@@ -60,6 +60,6 @@ def rank_and_accuracy(top, bottom, df: pd.DataFrame, key: str, label, title: str
     top.set_title(title)
     top.set_ylabel("average rank")
     bottom.set_ylabel("accuracy (train —, test --)")
-    top.legend()
+    style.legend(top)
     for ax in (top, bottom):
         ax.set_xlabel(stats.step_label(df))

@@ -28,7 +28,7 @@ RUNS = {
 MID = {"paper": 1e-5, "quick": 1e-3, "smoke": 4e-3}
 # The (dataset, loss) whose largest λ the claims expect to collapse: the text's CIFAR-10 with CE at paper scale.
 COLLAPSE = {"paper": ("cifar10", "ce"), "quick": ("fashion_mnist", "ce"), "smoke": ("prototypes", "ce")}
-PANELS = (("weight_distance", "d(W_t+1, W_t)", "log"), ("train_full_acc", "train accuracy", "linear"),
+PANELS = (("weight_distance", r"$d(W_{t+1}, W_t)$", "log"), ("train_full_acc", "train accuracy", "linear"),
           ("train_full_loss", "averaged train loss", "log"), ("avg_rank", "average rank", "linear"))
 
 
@@ -50,7 +50,7 @@ def plot(frames, scale):
             ax.set_ylabel(label)
             ax.set_xlabel(stats.step_label(sub))
             ax.set_title(f"({'abcd'[c]}) {data}, {loss} ({scale})")
-        axes[4 * r].legend()
+        style.legend(axes[4 * r])
     return fig
 
 

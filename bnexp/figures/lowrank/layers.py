@@ -53,7 +53,7 @@ def plot(title: str, xlabel: str):
             ax.set_xlabel(xlabel)
             ax.set_ylabel("rank at the end of training")
             ax.set_title(f"{title}, lr = {lr:g} ({scale})")
-            ax.legend()
+            style.legend(ax)
         return fig
 
     return draw

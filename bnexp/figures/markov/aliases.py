@@ -29,7 +29,7 @@ def plot_fig7(frames, scale):
         axes[2 * row + 1].set_title(f"{model}: rank of last hidden layer")
     for ax in axes:
         ax.set_xlabel(stats.step_label(frames["vgg_init"]))
-    axes[1].legend()
+    style.legend(axes[1])
     return fig
 
 
@@ -42,8 +42,8 @@ def claims_fig7(frames, scale):
     return out
 
 
-_a = style.single_panel(spectrum.panel_fig3a, spectrum.claims_fig3a, "a", "rank_1/2 vs width")
-_b = style.single_panel(spectrum.panel_fig3b, spectrum.claims_fig3b, "b", "top-10 eigenvalues of M_ℓ")
+_a = style.single_panel(spectrum.panel_fig3a, spectrum.claims_fig3a, "a", f"{style.RANK_HALF} vs width")
+_b = style.single_panel(spectrum.panel_fig3b, spectrum.claims_fig3b, "b", r"top-10 eigenvalues of $M_\ell$")
 
 FIG2_PAPER_CAPTION = PaperCaption("Figure 2", (
     "Result of Theorem 3 for different values of γ, where $\\gamma = \\infty$ stands for networks without skip "

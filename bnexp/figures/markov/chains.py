@@ -30,7 +30,8 @@ def plot_fig1(frames, scale):
     gammas = sorted(df["chain.gamma"].unique())
     fig, axes = style.new_figure(ncols=len(gammas), nrows=2)
     for col, gamma in enumerate(gammas):
-        for row, (metric, label) in enumerate((("rank_abs", "ln rank_τ (σ ≥ 1e-9)"), ("soft_rank", "ln rank_1/2"))):
+        for row, (metric, label) in enumerate((("rank_abs", r"$\ln \mathrm{rank}_\tau$ ($\sigma \geq 10^{-9}$)"),
+                                                   ("soft_rank", r"$\ln \mathrm{rank}_{1/2}$"))):
             ax = axes[row * len(gammas) + col]
             for norm, name in (("bn_theory", "BN"), ("none", "vanilla")):
                 style.band(ax, stats.curve(df, metric, "step", chain__gamma=gamma, chain__norm=norm), "step",
@@ -38,7 +39,7 @@ def plot_fig1(frames, scale):
             ax.set_xlabel("layer ℓ")
             ax.set_ylabel(label)
             ax.set_title(f"γ = {fmt_gamma(gamma)}, d = N = {int(df['chain.width'].iloc[0])} ({scale})")
-            ax.legend()
+            style.legend(ax)
     return fig
 
 
@@ -126,10 +127,10 @@ def plot_fig4(frames, scale):
             s = stats.summarize(sub, "step")
             s["step"] = np.log2(s["step"].astype(float))
             style.band(ax, s, "step", **style.series(i, f"d = {int(width)}"), transform=np.log2)
-        ax.set_xlabel("log2 L (number of layers)")
-        ax.set_ylabel("log2 (1/L) Σ r(H_ℓ)")
+        ax.set_xlabel(r"$\log_2 L$ (number of layers)")
+        ax.set_ylabel(r"$\log_2 \frac{1}{L} \sum_{\ell \leq L} r(H_\ell)$")
         ax.set_title(f"tanh BN chain, γ = {fmt_gamma(gamma)} ({scale})")
-        ax.legend()
+        style.legend(ax)
     return fig
 
 

@@ -70,19 +70,20 @@ def late_vanilla(frames) -> tuple[float, int]:
     return float(seed_mean(layer_average(df, "soft_rank", keys, min_step=k), keys)["value"].max()), k
 
 
+# the statements as the drawn table sets them (mathtext); the csv and md keep the plain text
+DRAWN = {
+    "rank_τ(Ĥ_∞) = 1 (Lem 4)": r"$\mathrm{rank}_\tau(\hat H_\infty) = 1$ (Lem 4)",
+    "rank_τ(H_ℓ) ≥ Ω(√d) (Thm 3)": r"$\mathrm{rank}_\tau(H_\ell) \geq \Omega(\sqrt{d})$ (Thm 3)",
+    "rank(H_ℓ) ≥ 2 (Thm 5)": r"$\mathrm{rank}(H_\ell) \geq 2$ (Thm 5)",
+    "rank_τ(Ĥ_ℓ≥k) = 1": r"$\mathrm{rank}_\tau(\hat H_{\ell \geq k}) = 1$",
+    "rank_τ(H_ℓ) ≥ Ω(√d)": r"$\mathrm{rank}_\tau(H_\ell) \geq \Omega(\sqrt{d})$",
+    "rank_τ(H_ℓ≥k) ≥ Ω(d)": r"$\mathrm{rank}_\tau(H_{\ell \geq k}) \geq \Omega(d)$",
+}
+
+
 def plot_table1(frames, scale):
-    table = table1(frames, scale)
-    fig, axes = style.new_figure(width=9, height=0.28 * (len(table) + 2))
-    ax = axes[0]
-    ax.axis("off")
-    ax.grid(False)
-    cells = ax.table(cellText=table.astype(str).to_numpy(), colLabels=list(table.columns), loc="center",
-                     cellLoc="center")
-    cells.auto_set_font_size(False)
-    cells.set_fontsize(6)
-    cells.auto_set_column_width(list(range(len(table.columns))))
-    ax.set_title(f"markov/table1: measured rank_1/2 averaged over layers ({scale})")
-    return fig
+    table = table1(frames, scale).astype(str).replace(DRAWN)
+    return style.table(table, f"markov/table1: measured {style.RANK_HALF} averaged over layers ({scale})")
 
 
 def claims_table1(frames, scale):

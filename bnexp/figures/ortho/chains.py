@@ -41,7 +41,7 @@ def plot(frames, scale):
     ax.set_ylabel("|cos| of the two samples")
     d = int(frames["bn"]["chain.width"].iloc[0])
     ax.set_title(f"ortho/fig1: BN vs vanilla, d = {d} ({scale})")
-    ax.legend()
+    style.legend(ax)
     return fig
 
 

@@ -61,10 +61,10 @@ def plot(frames, scale):
         style.band(ax, stats.summarize(sub, "logd"), "logd", kind="act", name=act,
                    label=f"{LABEL[act]}: slope {slopes[act]:.2f}")
     depth = int(frames["chains"]["chain.depth"].iloc[0])
-    ax.set_xlabel("log d")
-    ax.set_ylabel(f"log (1/{depth}) Σ_k L(Q_k)")
-    ax.set_title(f"ortho/fig6: conjecture L = O(d^-1/2), n = 4 ({scale})")
-    ax.legend()
+    ax.set_xlabel(r"$\log d$")
+    ax.set_ylabel(f"$\\log \\frac{{1}}{{{depth}}} \\sum_k L(Q_k)$")
+    ax.set_title(f"ortho/fig6: conjecture $L = O(d^{{-1/2}})$, n = 4 ({scale})")
+    style.legend(ax)
     return fig
 
 

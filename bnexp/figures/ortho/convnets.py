@@ -55,7 +55,7 @@ def plot(frames, scale):
         ax.set_xlabel("epoch")
         ax.set_ylabel("training loss")
         ax.set_title(f"{_convs(df, depth)} convolutions ({scale})")
-        ax.legend()
+        style.legend(ax)
     return fig
 
 

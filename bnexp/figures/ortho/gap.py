@@ -60,9 +60,9 @@ def plot_fig2(frames, scale):
     a = log_gap(frames["a"])
     style.bands(axes[0], a, "step", "chain.width", label=lambda width: f"d = {int(width)}")
     axes[0].set_xlabel("layer ℓ")
-    axes[0].set_ylabel("log V(H_ℓ)")
+    axes[0].set_ylabel(r"$\log V(H_\ell)$")
     axes[0].set_title(f"(a) orthogonality gap vs depth, n = 4 ({scale})")
-    axes[0].legend()
+    style.legend(axes[0])
     logs, mean, slope = width_curve(frames["b"])
     logs = logs.assign(logd=np.log(logs["chain.width"].astype(float)))
     style.band(axes[1], stats.summarize(logs, "logd"), "logd", **{**style.series(0), "label": "mean ± 95% CI"})
@@ -70,10 +70,10 @@ def plot_fig2(frames, scale):
     _, intercept = stats.fit_slope(x, np.log(mean.to_numpy()))
     style.reference(axes[1], x, slope * x + intercept, f"fit: slope {slope:.3f} (paper {PAPER_SLOPE})")
     depth = int(frames["b"]["chain.depth"].iloc[0])
-    axes[1].set_xlabel("log d")
-    axes[1].set_ylabel(f"log (1/{depth}) Σ_ℓ V(H_ℓ)")
+    axes[1].set_xlabel(r"$\log d$")
+    axes[1].set_ylabel(f"$\\log \\frac{{1}}{{{depth}}} \\sum_\\ell V(H_\\ell)$")
     axes[1].set_title(f"(b) orthogonality gap vs width ({scale})")
-    axes[1].legend()
+    style.legend(axes[1])
     return fig
 
 
@@ -195,8 +195,8 @@ def plot_table1(frames, scale):
     per_seed = wide.groupby(["chain.width", "seed"], as_index=False)[["w2_gaussian", "bound"]].mean()
     fig, axes = style.new_figure(width=4.6)
     ax = axes[0]
-    for i, (col, label) in enumerate((("w2_gaussian", "W2_cond² = Σ(σ_i − 1/√n)²"),
-                                      ("bound", "n·V² (Lemma 2's per-layer bound)"))):
+    for i, (col, label) in enumerate((("w2_gaussian", r"$W_{2,\mathrm{cond}}^2 = \sum_i (\sigma_i - 1/\sqrt{n})^2$"),
+                                      ("bound", r"$n V^2$ (Lemma 2's per-layer bound)"))):
         s = stats.summarize(per_seed.rename(columns={col: "value"}), "chain.width")
         style.band(ax, s, "chain.width", **{**style.series(i), "label": label})
     ax.set_xscale("log", base=2)
@@ -204,7 +204,7 @@ def plot_table1(frames, scale):
     ax.set_xlabel("width d")
     ax.set_ylabel(f"mean over layers ℓ > {TABLE1_BURN_IN}")
     ax.set_title(f"ortho/table1: measured W2 row, n = 4 ({scale})")
-    ax.legend()
+    style.legend(ax)
     return fig
 
 

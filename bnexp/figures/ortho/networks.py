@@ -51,9 +51,9 @@ def plot(frames, scale):
             style.band(ax, s, "blocks", kind="norm", name=norm, label=label, marker=".")
         ax.set_ylim(0, 1.1)
         ax.set_xlabel("blocks applied ℓ (0 = input)")
-        ax.set_ylabel("orthogonality gap V(H_ℓ)")
+        ax.set_ylabel(r"orthogonality gap $V(H_\ell)$")
         ax.set_title(f"{title} ({scale})")
-        ax.legend()
+        style.legend(ax)
     return fig
 
 

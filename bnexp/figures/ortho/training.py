@@ -125,7 +125,7 @@ def plot4(frames, scale):
     ax.set_xlabel("depth (weight matrices)")
     ax.set_ylabel("training loss, last epoch")
     ax.set_title(f"Xavier vs orthogonal init ({scale})")
-    ax.legend()
+    style.legend(ax)
     return fig
 
 

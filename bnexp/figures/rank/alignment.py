@@ -49,10 +49,10 @@ def plot_fig10(frames, scale):
             style.band(ax, stats.curve(frames[key], metric, "step"), "step", **{**look, "label": label})
     axes[0].set_yscale("log")
     axes[0].set_ylabel("training accuracy (log)")
-    axes[1].set_ylabel("gradient alignment A_last")
+    axes[1].set_ylabel(r"gradient alignment $A_\mathrm{last}$")
     for ax in axes:
         ax.set_xlabel(step_label(frames["bn"]))
-    axes[1].legend()
+    style.legend(axes[1])
     axes[0].set_title(f"directional gradient vanishing ({scale})")
     return fig
 

@@ -40,7 +40,8 @@ def breaking_curves(frames):
     init, and BN without centring."""
     init, nocenter = frames["init"], frames["nocenter"]
     return [(pick(init, init__name="torch_default"), "BN, standard init", "norm", "bn_torch"),
-            (pick(init, init__name="asym"), "BN, asymmetric init U(0, 2/√fan_in)", "init", "asym"),
+            (pick(init, init__name="asym"), r"BN, asymmetric init $U(0, 2/\sqrt{\mathrm{fan}_\mathrm{in}})$", "init",
+             "asym"),
             (nocenter, "BN w/o centering, standard init", "norm", "bn_nocenter")]
 
 
@@ -56,7 +57,7 @@ def plot_breaking(model: str):
         axes[1].set_ylabel("rank of last hidden layer (torch matrix_rank)")
         for ax in axes:
             ax.set_xlabel(unit)
-            ax.legend()
+            style.legend(ax)
         axes[0].set_title(f"{model}: training accuracy ({scale})")
         axes[1].set_title(f"{model}: rank ({scale})")
         return fig
@@ -112,10 +113,10 @@ def plot_fig7(frames, scale):
         style.band(axes[1], stats.summarize(last_layer(pick(sub, "rank_lower_bound")), "step"), "step", kind="norm",
                    name=norm, label=label)
     axes[0].set_ylabel("VGG19: training accuracy")
-    axes[1].set_ylabel("VGG19: lower bound on rank r(H_L)")
+    axes[1].set_ylabel(r"VGG19: lower bound on rank $r(H_L)$")
     for ax in axes:
         ax.set_xlabel(step_label(df))
-        ax.legend()
+        style.legend(ax)
     axes[0].set_title(f"centring for BN ({scale})")
     return fig
 

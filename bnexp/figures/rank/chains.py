@@ -40,14 +40,15 @@ def plot_fig2(frames, scale):
         style.band(bottom, stats.curve(bn, "soft_rank", "step"), "step", kind="norm", name="bn_center",
                    label="w/ BN, rescaled to Tr M = d", linestyle=":", marker="")
         name = "Linear" if act == "linear" else "ReLU"
-        for ax, ylabel in ((top, "rank of the last hidden layer"), (bottom, "rank_1/2 of the last hidden layer")):
+        for ax, ylabel in ((top, "rank of the last hidden layer"),
+                           (bottom, f"{style.RANK_HALF} of the last hidden layer")):
             style.reference(ax, steps, [math.sqrt(d)] * 2, "√d", linestyle=":")
             ax.set_yscale("log")
             ax.set_xlabel("total number of layers L")
             ax.set_ylabel(ylabel)
-            ax.legend()
+            style.legend(ax)
         top.set_title(f"{name} net, d = N = {d}: numpy rank ({scale})")
-        bottom.set_title(f"{name} net: rank_1/2 (Eq. 3)")
+        bottom.set_title(f"{name} net: {style.RANK_HALF} (Eq. 3)")
     return fig
 
 

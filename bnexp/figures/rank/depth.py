@@ -48,7 +48,7 @@ def plot_fig1(frames, scale):
     axes[1].set_ylabel("final training accuracy")
     for ax in axes:
         ax.set_xlabel("number of hidden layers")
-        ax.legend()
+        style.legend(ax)
     axes[0].set_title(f"rank_torch at initialisation ({scale})")
     axes[1].set_title(f"after training ({scale})")
     return fig

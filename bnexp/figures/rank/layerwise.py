@@ -90,7 +90,7 @@ def plot_fig6(frames, scale):
     axes[1].set_yscale("log")
     for ax in axes:
         ax.set_xlabel(step_label(frames["vanilla"]))
-    axes[1].legend()
+    style.legend(axes[1])
     axes[0].set_title(f"depth-{int(frames['vanilla']['model.depth'].iloc[0])} MLP ({scale})")
     return fig
 

@@ -67,7 +67,7 @@ def plot_pretrain(metrics: tuple[tuple[str, str], ...]):
                 ax.set_xlabel(step_label(frames["bn"]))
                 ax.set_ylabel(ylabel)
                 ax.set_title(f"{int(depth)} hidden layers ({scale})")
-        axes[0].legend()
+        style.legend(axes[0])
         return fig
 
     return plot

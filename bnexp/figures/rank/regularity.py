@@ -42,7 +42,7 @@ def panel_fig8(ax, df):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("d")
     ax.set_ylabel("regularity constant α")
-    ax.legend()
+    style.legend(ax)
 
 
 def claims_fig8(df, scale):
@@ -57,12 +57,12 @@ def claims_fig8(df, scale):
 def panel_fig9(ax, df):
     s = stats.summarize(fro_table(df), "chain.width")
     s["chain.width"] = np.log2(s["chain.width"].astype(float))
-    style.band(ax, s, "chain.width", **style.series(0, "log2 E‖M‖_F²"), transform=np.log2)
+    style.band(ax, s, "chain.width", **style.series(0, r"$\log_2 \mathbb{E}\|M\|_F^2$"), transform=np.log2)
     xs = s["chain.width"].to_numpy()
-    style.reference(ax, xs, 1.5 * xs, "log2 d^1.5")
-    ax.set_xlabel("log2 d")
-    ax.set_ylabel("log2 (1/L) Σ ‖M(H_ℓ)‖_F²")
-    ax.legend()
+    style.reference(ax, xs, 1.5 * xs, r"$\log_2 d^{1.5}$")
+    ax.set_xlabel(r"$\log_2 d$")
+    ax.set_ylabel(r"$\log_2 \frac{1}{L} \sum_\ell \|M(H_\ell)\|_F^2$")
+    style.legend(ax)
 
 
 def claims_fig9(df, scale):
@@ -86,7 +86,7 @@ REG_CAPTION = (
 FIG8_CAPTION = "α = E Tr(diag(M²)²) / E Tr(M³) estimated as a ratio of ergodic averages (Eq. 49). " + REG_CAPTION
 FIG9_CAPTION = "Ergodic average of ‖M(H_ℓ)‖_F² vs d, log2-log2, with log2 d^1.5. " + REG_CAPTION
 plot_fig8, check_fig8 = style.single_panel(panel_fig8, claims_fig8, "chains", "regularity constant vs width")
-plot_fig9, check_fig9 = style.single_panel(panel_fig9, claims_fig9, "chains", "E‖M‖_F² vs width")
+plot_fig9, check_fig9 = style.single_panel(panel_fig9, claims_fig9, "chains", r"$\mathbb{E}\|M\|_F^2$ vs width")
 FIG8_PAPER_CAPTION = PaperCaption("Figure 8", (
     "Regularity constant of the invariant distribution. The vertical axis is the estimated regularity constant α "
     "and the horizontal axis is d. We use L = 10^5 (in Eq. (49))."))

@@ -51,10 +51,10 @@ def panel_fig3a(ax, df):
     xs = np.log2(np.sort(avg["chain.width"].unique()).astype(float))
     style.reference(ax, xs, xs / 2, "√d")
     style.reference(ax, xs, xs, "d", linestyle=":")
-    ax.set_xlabel("log2 d")
-    ax.set_ylabel("log2 of the depth-averaged rank_1/2")
-    ax.set_title("(a) rank_1/2 vs width")
-    ax.legend()
+    ax.set_xlabel(r"$\log_2 d$")
+    ax.set_ylabel(f"$\\log_2$ of the depth-averaged {style.RANK_HALF}")
+    ax.set_title(f"(a) {style.RANK_HALF} vs width")
+    style.legend(ax)
 
 
 def claims_fig3a(df, scale):
@@ -87,12 +87,12 @@ def panel_fig3b(ax, df):
     for i in range(1, 11):
         s = stats.curve(df, f"eig_{i}", "step")
         s[["mean", "lo", "hi"]] = s[["mean", "lo", "hi"]].clip(lower=1e-18)
-        style.band(ax, s, "step", **{**style.series(i - 1, f"λ{i}"), "marker": ""})
+        style.band(ax, s, "step", **{**style.series(i - 1, f"$\\lambda_{{{i}}}$"), "marker": ""})
     ax.set_yscale("log")
     ax.set_xlabel("hidden layer ℓ")
-    ax.set_ylabel("eigenvalues of M_ℓ")
+    ax.set_ylabel(r"eigenvalues of $M_\ell$")
     ax.set_title(f"(b) top-10 eigenvalues, nearly collinear input, d = {d}")
-    ax.legend(ncol=2)
+    style.legend(ax, ncol=2)
 
 
 def _eig(df, i, step):
