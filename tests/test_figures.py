@@ -1,7 +1,7 @@
 """Every registered figure, found through the registry (no list kept by hand): at smoke scale it reproduces
-with every claim passing; at every scale its sweeps compose and validate; the registry agrees with the
-inventory of the papers' figures (docs/figures.md), where a figure not built yet is listed in
-bnexp/figures/not_yet.yaml, which the README shows.
+with every claim passing and reads well (tests/figure_checks.py); at every scale its sweeps compose and
+validate; the registry agrees with the inventory of the papers' figures (docs/figures.md), where a figure not
+built yet is listed in bnexp/figures/not_yet.yaml, which the README shows.
 
 Figures that read the same runs (aliases of the other paper version, figures sharing a sweep) are reproduced
 together, so their runs are computed once; the groups are found from the registry.
