@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, check_bool, check_int
 from bnexp.nn.activations import ActLayer
+from bnexp.nn.mlp import LayeredNetwork
 from bnexp.nn.norms import NormLayer, norm_layer
 
 __all__ = ["SelfAttention", "SelfAttentionNet"]
@@ -62,7 +63,7 @@ def _check(width: int, heads: int, act) -> None:
         raise ConfigError("act.name", act, "linear (the attention stack has no activation and no MLP blocks)")
 
 
-class SelfAttentionNet(nn.Module):
+class SelfAttentionNet(LayeredNetwork):
     """Input projection, ``depth`` self-attention layers on the token matrix X ∈ R^{n×d}, optional per-token readout.
 
     ``X_0 = fc_in(x)`` (d_in → d, no norm), then for layer ℓ (post-norm, as the original Transformer's post-LN)::
@@ -125,14 +126,6 @@ class SelfAttentionNet(nn.Module):
             if attention is not None:
                 attention.append(p)
         return self.readout(h) if self.readout is not None else h
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._forward(x, None)
-
-    def forward_features(self, x: Tensor) -> tuple[Tensor, list[dict[str, Tensor]]]:
-        """``(forward(x), layers)`` in one pass; ``layers[ℓ]`` = {"pre", "norm", "post"} of layer ℓ."""
-        layers: list[dict[str, Tensor]] = []
-        return self._forward(x, layers), layers
 
     def attention(self, x: Tensor) -> list[Tensor]:
         """The attention matrices P of every layer for input ``x``: ``depth`` tensors of shape (heads, n, n)."""

@@ -38,9 +38,10 @@ def _check_size(key: str, value: int | None, allow_none: bool = False) -> None:
     check_int(key, value, 1)
 
 
-class _Network(nn.Module):
+class LayeredNetwork(nn.Module):
     """``forward`` and ``forward_features`` share one pass, ``_forward(x, layers)``, that appends each hidden
-    layer's {"pre", "norm", "post"} to ``layers`` when it is a list."""
+    layer's {"pre", "norm", "post"} to ``layers`` when it is a list. The base of every model made of a chain of
+    layers (MLP, ResidualMLP, ResBlockMLP, SelfAttentionNet)."""
 
     def _forward(self, x: Tensor, layers: list[dict[str, Tensor]] | None) -> Tensor:
         raise NotImplementedError
@@ -54,7 +55,7 @@ class _Network(nn.Module):
         return self._forward(x, layers), layers
 
 
-class MLP(_Network):
+class MLP(LayeredNetwork):
     """``depth`` normalised hidden layers of width d, then an optional readout.
 
     For ℓ = 0 … depth−1 (fc_0: d_in → d, fc_ℓ: d → d)::
@@ -125,7 +126,7 @@ class MLP(_Network):
         return [*self.fc, *([self.readout] if self.readout is not None else [])]
 
 
-class ResidualMLP(_Network):
+class ResidualMLP(LayeredNetwork):
     """Input projection, ``depth`` residual blocks on H ∈ R^{n×d}, optional readout.
 
     ``H_0 = fc_in(x)`` (d_in → d, no norm), then for block ℓ with weight W_ℓ (d×d) and F = σ::

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from bnexp.errors import check_int
 from bnexp.nn.activations import ActLayer, act_layer
+from bnexp.nn.mlp import LayeredNetwork
 from bnexp.nn.norms import NormLayer, norm_layer
 
 __all__ = ["ResBlock", "ResBlockMLP"]
@@ -49,7 +50,7 @@ class ResBlock(nn.Module):
         return self.forward_parts(z)["post"]
 
 
-class ResBlockMLP(nn.Module):
+class ResBlockMLP(LayeredNetwork):
     """Stem Linear(d_in → width), ``depth`` :class:`ResBlock` s, readout Linear(width → d_out) (module docstring).
 
     ``d_out = None``: no readout; ``forward`` returns the last block's output (n, width).
@@ -86,14 +87,6 @@ class ResBlockMLP(nn.Module):
             if layers is not None:
                 layers.append(parts)
         return self.readout(z) if self.readout is not None else z
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self._forward(x, None)
-
-    def forward_features(self, x: Tensor) -> tuple[Tensor, list[dict[str, Tensor]]]:
-        """``(forward(x), layers)`` in one pass; ``layers[ℓ]`` = {"pre", "norm", "post"} of block ℓ."""
-        layers: list[dict[str, Tensor]] = []
-        return self._forward(x, layers), layers
 
     def weight_layers(self) -> list[nn.Module]:
         """[stem, b0.W1, b0.W2, …, b_{L−1}.W2, readout]: block ℓ's W1 is index 2ℓ+1, its W2 2ℓ+2."""
