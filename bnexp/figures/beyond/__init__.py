@@ -7,3 +7,12 @@ collapse of self-attention stacks, Dong, Cordonnier, Loukas 2021). Each is regis
 figure; its claims compare numbers from our runs with the statement it tests (the paper's, for BN; for what the papers
 do not cover, the behaviour measured here, stated with its number in the caption).
 """
+
+from bnexp.figures.figure import PaperCaption
+
+
+def setup_caption(caption: PaperCaption, paper: str) -> PaperCaption:
+    """The caption of the paper's figure whose setup a beyond figure asks of other norms, quoted as the paper prints
+    it and labelled as borrowed (the report shows it next to our plot)."""
+    return PaperCaption(f"{caption.label} of the {paper} paper (the setup asked of other norms)", caption.text)
+

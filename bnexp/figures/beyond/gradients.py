@@ -10,7 +10,8 @@ with d = n = 32 at quick and smoke scale).
 
 from __future__ import annotations
 
-from bnexp.figures import Claim, Costs, Figure, PaperCaption, register, style
+from bnexp.figures import Claim, Costs, Figure, register, style
+from bnexp.figures.beyond import setup_caption
 from bnexp.figures.beyond.norms import PER_SAMPLE
 from bnexp.figures.depth import depth_runs
 from bnexp.figures.depth.gradients import FIG3_PAPER_CAPTION, depth_axes, depth_curve, log_grad
@@ -74,8 +75,7 @@ CAPTION = (
 register(Figure("beyond/norms-gradients", "Gradient norm vs depth for BN, the per-sample norms and weight norm",
                 CAPTION,
                 RUNS, plot, claims,
-                paper_caption=PaperCaption(f"{FIG3_PAPER_CAPTION.label} of the depth paper (the setup asked of other "
-                                           "norms)", FIG3_PAPER_CAPTION.text),
+                paper_caption=setup_caption(FIG3_PAPER_CAPTION, "depth"),
                 costs=Costs(quick="≈ 10 s, 2-core CPU", paper="≈ 2 min, 2-core CPU (estimated from depth/fig3)",
                             data="CIFAR-10 (100 images)",
                             basis="40 runs (5 norms × 8 depths 5–1000), 10 seeds, d = n = 100: 2.5 × depth/fig3's "

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 
-from bnexp.figures import Claim, Costs, Figure, PaperCaption, RunGrid, register, stats, style
+from bnexp.figures import Claim, Costs, Figure, RunGrid, register, stats, style
+from bnexp.figures.beyond import setup_caption
 from bnexp.figures.ortho.gap import FIG2_PAPER_CAPTION as ORTHO_FIG2_CAPTION
 from bnexp.figures.rank.chains import FIG2_PAPER_CAPTION as RANK_FIG2_CAPTION
 from bnexp.figures.stats import pick, seed_mean
@@ -114,8 +115,7 @@ RANK_CAPTION = (
     "keeps the linear chain's rank above √d but not the ReLU chain's (at quick scale: its lowest linear rank_1/2 "
     "1.5·√d, its ReLU r(H) ≈ 1.25 against BN's ≈ 5). The claims give the numbers of this run. Quick scale: 5000 "
     "layers instead of 50 000.")
-RANK_PAPER_CAPTION = PaperCaption(f"{RANK_FIG2_CAPTION.label} of the rank paper (the setup asked of other norms)",
-                                  RANK_FIG2_CAPTION.text)
+RANK_PAPER_CAPTION = setup_caption(RANK_FIG2_CAPTION, "rank")
 RANK_COSTS = Costs(
     quick="≈ 15 s, 2-core CPU", paper="≈ 1 min, 2-core CPU (estimated: 2.5 × rank/fig2's measured 20 s)",
     data="none", basis="10 chains (5 norms × 2 activations) of 50 000 layers, 10 seeds; rank/fig2's 4 chains of the "
@@ -187,8 +187,7 @@ ORTHO_CAPTION = (
     "norm at the first layer, so V first drops, then the product of random matrices takes the Gram back to rank one, "
     "as without normalisation (V ≈ 0.84 over the deeper half at quick scale); GroupNorm keeps V down, above BN's level "
     "(0.41 and 0.24 of the input's gap). The claims give the numbers of this run.")
-ORTHO_PAPER_CAPTION = PaperCaption(f"{ORTHO_FIG2_CAPTION.label} of the ortho paper (the setup asked of other norms)",
-                                   ORTHO_FIG2_CAPTION.text)
+ORTHO_PAPER_CAPTION = setup_caption(ORTHO_FIG2_CAPTION, "ortho")
 ORTHO_COSTS = Costs(
     quick="≈ 5 s, 2-core CPU", paper="≈ 10 s, 2-core CPU (estimated from ortho/fig2's measured paper scale)",
     data="none", basis="5 chains (one per norm) of 500 layers, d = 32, N = 4, 20 seeds: smaller than ortho/fig2a's "
