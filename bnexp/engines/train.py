@@ -70,7 +70,8 @@ from tqdm.auto import tqdm
 
 from bnexp import data, metrics, runtime
 from bnexp.errors import ConfigError, check_bool, check_int, check_number, choose
-from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, custom, reparametrization
+from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, custom, models, reparametrization
+from bnexp.nn.models import feature_layers  # (a model's own: the model contract in bnexp.nn.models)
 from bnexp.probe import (
     ProbeSpec,
     Stack,
@@ -107,14 +108,6 @@ def choose_threads(setting, width: int | None) -> int | None:
     return setting
 
 
-def feature_layers(cfg: DictConfig) -> int:
-    """How many entries the model's ``forward_features`` returns: ``model.depth``, plus one for models whose
-    last entry is the pooled features (VGG, ResNet: ``EXTRA_FEATURE_LAYERS``)."""
-    if cfg.model.name == "custom":  # a bound: its hooked calls are counted at the first probe (bnexp.nn.custom)
-        return custom.layers_bound(cfg.probe.get("layers"))
-    return int(cfg.model.depth) + getattr(MODELS.get(cfg.model.name), "EXTRA_FEATURE_LAYERS", 0)
-
-
 def probe_spec(cfg: DictConfig) -> ProbeSpec:
     """The validated ``probe`` section of ``cfg``, measuring the probe batch's loss with the run's ``optim.loss``
     (its ``loss`` row and the gradients of ``grad_norm``: what the run trains on)."""
@@ -124,10 +117,8 @@ def probe_spec(cfg: DictConfig) -> ProbeSpec:
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` naming the key of the first impossible value, before any work."""
-    if choose("model.name", cfg.model.get("name"), MODELS) != "custom":  # model=custom: sized by its factory
-        [check_int(f"model.{key}", cfg.model.get(key), 1) for key in ("depth", "width")]
-        getattr(MODELS.get(cfg.model.name), "check_config", lambda _: None)(cfg)  # a model's own (attention: act)
-    custom.validate(cfg)  # model=custom: target, kwargs, modules, norm, act, init (nothing for other models)
+    choose("model.name", cfg.model.get("name"), MODELS)
+    models.check_config(cfg)  # depth, width, or the model's own (attention: heads, act; custom: target, kwargs, …)
     choose("norm.name", cfg.norm.get("name"), NORMS)
     choose("act.name", cfg.act.get("name"), ACTIVATIONS)
     choose("init.name", cfg.init.get("name"), INITS)
@@ -380,7 +371,8 @@ def run(cfg: DictConfig, writer) -> None:
     setting = check_batch_seeds(cfg.runtime.get("batch_seeds", "auto"))
     seeds = [int(cfg.seed) + r for r in range(int(cfg.n_seeds))]
     together = (optim.epochs == 0 and _pretrainer(cfg) is None and reparametrization(cfg.norm.name) is None
-                and cfg.model.name != "custom" and (setting is True or (setting == "auto" and len(seeds) > 1)))
+                and models.batches_seeds(cfg.model.name)
+                and (setting is True or (setting == "auto" and len(seeds) > 1)))
     threads = choose_threads(cfg.runtime.threads, cfg.model.get("width")) or previous  # (the vmapped path: its own)
     try:
         if optim.epochs > 0:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from bnexp.errors import ConfigError, check_bool, check_int
 from bnexp.nn.activations import ActLayer
-from bnexp.nn.mlp import LayeredNetwork
+from bnexp.nn.mlp import LayeredNetwork, check_sizes
 from bnexp.nn.norms import NormLayer, norm_layer
 
 __all__ = ["SelfAttention", "SelfAttentionNet"]
@@ -112,7 +112,9 @@ class SelfAttentionNet(LayeredNetwork):
     @staticmethod
     def check_config(cfg) -> None:
         """The checks of the constructor that need no data, on a run's config (``engines.train.validate`` calls
-        this before any run starts): ``model.heads`` divides ``model.width``, ``act`` is linear."""
+        this before any run starts): ``model.depth``, ``model.width`` ≥ 1, ``model.heads`` divides ``model.width``,
+        ``act`` is linear."""
+        check_sizes(cfg)
         _check(int(cfg.model.width), cfg.model.get("heads", 1), cfg.act.name)
 
     def _forward(self, x: Tensor, layers: list[dict[str, Tensor]] | None,

@@ -109,7 +109,19 @@ class CustomModel(Hooked):
 
     ``d_in`` is not used (the factory builds the model); ``d_out``, when given, is the class count that
     ``forward_features`` checks the logits against. ``norm``/``act`` must be the defaults (ConfigError otherwise).
+    Its model contract (:mod:`bnexp.nn.models`): ``check_config`` = :func:`validate`, ``feature_layers`` =
+    :func:`layers_bound` of ``probe.layers``, and no vmapped seeds (the hooked calls are counted per model).
     """
+
+    BATCH_SEEDS = False
+
+    @staticmethod
+    def check_config(cfg: DictConfig) -> None:
+        validate(cfg)
+
+    @staticmethod
+    def feature_layers(cfg: DictConfig) -> int:
+        return layers_bound(cfg.probe.get("layers"))
 
     def __init__(self, d_in: int | None = None, d_out: int | None = None, *, target: str,
                  kwargs: Mapping | None = None, modules: ModuleSpec = "default", norm: str = DEFAULT_NORM,
@@ -164,12 +176,10 @@ def layers_bound(layers: object) -> int:
 
 
 def validate(cfg: DictConfig) -> None:
-    """ConfigError for a ``model=custom`` config that cannot run (nothing to check for another ``model.name``): an
-    unknown ``model.*`` key, a bad ``model.target`` or ``model.kwargs``, ``model.modules`` that match nothing, a
-    non-default ``norm``/``act``, ``init.gain`` ≠ 1 with ``init=torch_default``, ``runtime.batch_seeds=true``.
+    """ConfigError for a ``model=custom`` config that cannot run: an unknown ``model.*`` key, a bad ``model.target``
+    or ``model.kwargs``, ``model.modules`` that match nothing, a non-default ``norm``/``act``, ``init.gain`` ≠ 1 with
+    ``init=torch_default``, ``runtime.batch_seeds=true``.
     Builds the model once on the meta device."""
-    if cfg.model.get("name") != "custom":
-        return
     options = OmegaConf.to_container(cfg.model, resolve=True)
     for key in options:
         if key not in KEYS:

@@ -26,10 +26,17 @@ from bnexp.errors import ConfigError, check_int, choose
 from bnexp.nn.activations import ActLayer, act_layer, gain_schedule
 from bnexp.nn.norms import NormLayer, norm_layer
 
-__all__ = ["MLP", "ResidualMLP"]
+__all__ = ["MLP", "ResidualMLP", "check_sizes"]
 
 ORDERS = ("norm_act", "act_norm", "pre_act")
 PLACEMENTS = ("post", "pre", "branch")
+
+
+def check_sizes(cfg) -> None:
+    """``model.depth`` and ``model.width`` of a run's config are integers ≥ 1: the model contract's default
+    ``check_config`` (:mod:`bnexp.nn.models`), for every model built from these two sizes."""
+    for key in ("depth", "width"):
+        check_int(f"model.{key}", cfg.model.get(key), 1)
 
 
 def _check_size(key: str, value: int | None, allow_none: bool = False) -> None:

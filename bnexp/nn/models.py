@@ -3,17 +3,30 @@
 A new architecture is a module of its own in this package (an ``nn.Module`` taking ``d_in``, ``d_out``, ``norm``,
 ``act`` and its sizes, with ``weight_layers()`` and, for the probe, ``forward(x, layers=...)``) and one entry here.
 ``custom`` is any importable factory's model, hooked for the probe (:mod:`bnexp.nn.custom`).
+
+What the network engine asks of a model class before it builds one (the model contract on a run's config), each
+with its default here, so that no caller names a model:
+
+* ``check_config(cfg)`` (static method): ``ConfigError`` for a config the model cannot be built from, before any
+  run. Default :func:`~bnexp.nn.mlp.check_sizes` (``model.depth``, ``model.width`` ≥ 1); attention adds its heads
+  and activation, custom its target, kwargs, modules, norm, act and init;
+* ``feature_layers(cfg)`` (static method): how many entries ``forward_features`` returns. Default ``model.depth``
+  plus the class's ``EXTRA_FEATURE_LAYERS`` (VGG, ResNet: the pooled features; AlexNetDeep: its stem too);
+  custom gives a lower bound, its hooked calls being counted at the first probe;
+* ``BATCH_SEEDS`` (class attribute): whether init-time seeds may be probed together in vmapped passes (default
+  True; custom: False, one model at a time).
 """
 
 from __future__ import annotations
 
+from omegaconf import DictConfig
 from torch import nn
 
 from bnexp.nn.alexnet import AlexNetDeep
 from bnexp.nn.attention import SelfAttentionNet
 from bnexp.nn.convnet import ConvNet
 from bnexp.nn.custom import CustomModel
-from bnexp.nn.mlp import MLP, ResidualMLP
+from bnexp.nn.mlp import MLP, ResidualMLP, check_sizes
 from bnexp.nn.registry import Registry
 from bnexp.nn.resblock import ResBlockMLP
 from bnexp.nn.resnet import ResNet
@@ -30,3 +43,23 @@ MODELS: Registry[type[nn.Module]] = Registry("model.name", {
 def build_model(name: str, **kwargs) -> nn.Module:
     """``MODELS[name](**kwargs)``; unknown ``name`` raises ``ConfigError("model.name", ...)``."""
     return MODELS.get(name)(**kwargs)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """The model's ``check_config(cfg)``, else :func:`~bnexp.nn.mlp.check_sizes`; an unknown ``model.name`` raises
+    ``ConfigError("model.name", ...)``."""
+    getattr(MODELS.get(cfg.model.get("name")), "check_config", check_sizes)(cfg)
+
+
+def feature_layers(cfg: DictConfig) -> int:
+    """How many entries the model's ``forward_features`` returns: its ``feature_layers(cfg)``, else ``model.depth``
+    plus its ``EXTRA_FEATURE_LAYERS`` (0 unless set)."""
+    cls = MODELS.get(cfg.model.name)
+    if (own := getattr(cls, "feature_layers", None)) is not None:
+        return own(cfg)
+    return int(cfg.model.depth) + getattr(cls, "EXTRA_FEATURE_LAYERS", 0)
+
+
+def batches_seeds(name: str) -> bool:
+    """Whether model ``name``'s init-time seeds may be probed together in vmapped passes (``BATCH_SEEDS``)."""
+    return getattr(MODELS.get(name), "BATCH_SEEDS", True)
