@@ -4,6 +4,7 @@ and torchvision's resnet18 measured per stage through ``bnexp.measure``."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -91,6 +92,9 @@ def test_trains_through_the_cli_with_per_epoch_probe_rows(factory, outputs, caps
     for name in ("rank_torch", "soft_rank", "grad_norm", "loss"):
         np.testing.assert_allclose(at0[at0.metric == name].value, ref[ref.metric == name].value, rtol=1e-5)
     assert ref[ref.metric == "soft_rank"].module.tolist() == ["2", "5"]
+    # run.json names the module behind each layer index, as bnexp.measure does
+    modules = json.loads(run_json.read_text())["modules"]
+    assert modules == {"layers": ["2", "5"], "weights": ["0", "3", "6"]}
 
 
 def test_init_time_seeds_are_probed_one_at_a_time(factory):
@@ -98,6 +102,13 @@ def test_init_time_seeds_are_probed_one_at_a_time(factory):
     train.run(config.compose("train", custom_args("mlp", "n_seeds=2")), writer)
     seeds = {row[0] for row in writer.rows if row[3] == "rank_torch"}
     assert seeds == {0, 1} and "seed_batching" not in writer.info
+    assert writer.info["modules"] == {"layers": ["2", "5"], "weights": ["0", "3", "6"]}
+
+
+def test_bnexp_own_models_note_no_module_names():
+    writer = results.MemoryWriter()
+    train.run(config.compose("train", [*TINY, "model.depth=2", "model.width=8"]), writer)
+    assert "modules" not in writer.info
 
 
 def test_torch_default_keeps_the_factorys_weights_and_other_inits_redraw(factory):

@@ -282,6 +282,7 @@ def _measure_replicate(cfg: DictConfig, seed: int, device: torch.device, dtype: 
     writer.append(values_to_rows(probe(model, *probes[0], spec), seed, 0))
     for b in range(1, len(probes)):  # probe.batches > 1: step = batch index
         writer.append(values_to_rows(probe(model, *probes[b], spec, weights=False), seed, b))
+    fit.note_modules(writer, dict(getattr(writer, "info", {})), model)  # (writer.info: what run.json holds)
     bar.update()
 
 

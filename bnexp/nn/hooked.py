@@ -183,5 +183,11 @@ class Hooked(nn.Module):
         """The qualified names (in the wrapped model) of :meth:`weight_layers`."""
         return [n for n, _ in weight_modules(self.model)]
 
+    def module_names(self) -> dict[str, list[str]]:
+        """What a probe row's ``layer`` index stands for: ``{"layers": layer_names, "weights": weight_names()}``
+        (``layers`` from the last ``forward_features``; ``weights``: the ``grad_norm`` rows' weight layers). A
+        run of ``model=custom`` notes it in run.json as ``modules``."""
+        return {"layers": list(self.layer_names), "weights": self.weight_names()}
+
     def extra_repr(self) -> str:
         return f"hooked={[n for n, _ in self.hooked]}"

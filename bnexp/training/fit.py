@@ -129,6 +129,16 @@ def note_timing(writer, notes: dict, trainer: Trainer) -> None:
     writer.note(timing=notes["timing"])
 
 
+def note_modules(writer, notes: dict, model) -> None:
+    """run.json ``modules = {"layers": [...], "weights": [...]}``: the module name behind each ``layer`` index of
+    metrics.csv, for a model that names them (``model=custom``: :meth:`bnexp.nn.hooked.Hooked.module_names`, known
+    once it has been probed); once per run (the first replicate's, carried by checkpoints in ``notes``)."""
+    names = getattr(model, "module_names", None)
+    if names is not None and "modules" not in notes and (found := names())["layers"]:
+        notes["modules"] = found
+        writer.note(modules=found)
+
+
 def note_stop(writer, notes: dict, trainer: Trainer) -> None:
     """Record in run.json (and ``notes``, carried by checkpoints) where and why ``trainer``'s run ended early:
     ``diverged: true`` with ``diverged_at = {seed: step}``, or ``stopped_early = {seed: step}``."""
@@ -252,6 +262,7 @@ def train_all(cfg: DictConfig, writer, networks: Networks, *, seeds: list[int], 
                           disable=not runtime_cfg.get("progress", True), leave=False) as bar:
                     trainer.fit(emit, on_epoch_end, bar)
             finals[g] = trainer.last_train_loss
+            note_modules(writer, notes, model)
             note_timing(writer, notes, trainer)
             if trainer.stopped and not searching:
                 note_stop(writer, notes, trainer)
