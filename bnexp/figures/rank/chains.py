@@ -35,10 +35,10 @@ def plot_fig2(frames, scale):
             sub = pick(df, chain__act=act, chain__norm=norm)
             style.band(top, stats.curve(sub, "rank_np", "step"), "step", kind="norm", name=norm, label=label)
             style.band(bottom, stats.curve(sub, "soft_rank_eq3", "step"), "step", kind="norm", name=norm,
-                       label=f"{label}, Eq. 3")
+                       label=label)
         bn = pick(df, chain__act=act, chain__norm="bn_center")
         style.band(bottom, stats.curve(bn, "soft_rank", "step"), "step", kind="norm", name="bn_center",
-                   label="w/ BN, rescaled to Tr M = d", linestyle=":", marker="")
+                   label="w/ BN, Tr M = d", linestyle=":", marker="")
         name = "Linear" if act == "linear" else "ReLU"
         for ax, ylabel in ((top, "rank of the last hidden layer"),
                            (bottom, f"{style.RANK_HALF} of the last hidden layer")):
@@ -46,7 +46,7 @@ def plot_fig2(frames, scale):
             ax.set_yscale("log")
             ax.set_xlabel("total number of layers L")
             ax.set_ylabel(ylabel)
-            style.legend(ax)
+            style.legend(ax, ncol=1 if ax is top else 2)  # (the bottom's four entries: two rows fit above the data)
         top.set_title(f"{name} net, d = N = {d}: numpy rank ({scale})")
         bottom.set_title(f"{name} net: {style.RANK_HALF} (Eq. 3)")
     return fig
