@@ -3,7 +3,8 @@
 ``scripts/bench_deep.py`` (``make bench-deep``): the plain loop, the engine's Trainer and one log point of the depth
 figures' measurements at L = 3, d = 8, B = 8 on the CPU, a couple of steps each; the plain model is the depth
 paper's network (α_ℓ = (ℓ+1)^(−0.4), orthogonal weights), checked against an explicit float64 forward.
-``scripts/bench_threads.py`` (``make bench-threads``): each thread plan on a tiny chain, and its competing process.
+``scripts/bench_threads.py`` (``make bench-threads``): each thread plan on a tiny chain and a tiny training run, and its
+competing process.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ def test_bench_threads_times_each_plan_and_stops_its_competing_process():
         pass  # the spinning process is killed on exit, not left behind
     with threads.competing(False):
         pass
+    cfg = threads.train_config(8, 2, "auto")
+    assert (cfg.model.width, cfg.data.n_train, cfg.runtime.threads) == (8, 200, "auto")
+    for plan in ("auto", 1):
+        _positive(threads.train_seconds(8, 2, plan))
 
 
 def test_bench_deep_stacked_variant_steps_every_run(deep):

@@ -239,7 +239,8 @@ def test_probing_does_not_perturb_training():
 
 def test_threads_setting():
     assert train.choose_threads("auto", 128) == 1
-    assert train.choose_threads("auto", 1024) is None
+    assert train.choose_threads("auto", 1024) == max(1, torch.get_num_threads() - 1)  # a core left free
+    assert train.choose_threads("auto", None) == max(1, torch.get_num_threads() - 1)  # conv nets: no width
     assert train.choose_threads(3, 16) == 3
     with pytest.raises(ConfigError, match=r"runtime\.threads"):
         train.choose_threads(0, 16)

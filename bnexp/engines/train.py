@@ -90,22 +90,27 @@ from bnexp.training.rng import pretrain_seeded
 
 __all__ = ["Networks", "choose_threads", "feature_layers", "make_model", "probe_spec", "run", "validate"]
 
-SMALL_WIDTH = 256  # runtime.threads=auto: one BLAS thread up to this width (small per-op work)
+SMALL_WIDTH = 256  # runtime.threads=auto: one BLAS thread up to this width (small per-op work), then all cores but one
 
 
 # ------------------------------------------------------------------------------------------------ validation
 
 
-def choose_threads(setting, width: int | None) -> int | None:
+def choose_threads(setting, width: int | None) -> int:
     """Torch threads for ``runtime.threads``: an int as given; ``auto`` → 1 for width ≤ 256 (tiny matmuls
-    are far faster on one thread), else None (keep the process default). The same rule holds for the
-    vmapped init-time path, whose ``bmm`` over seeds is larger: splitting its small elementwise ops and
-    reductions over threads costs more than the bmm gains (measured, docs/performance.md); there ``auto``
-    uses the other cores for building the next pass's models instead."""
+    are far faster on one thread), else all of the process's threads but one (one on a 2-core machine). BLAS
+    threads on every core wait for the slowest: with one other busy process each matmul of a width-512 MLP ran
+    3.7–10× slower on 2 threads than on one, against 1.6× faster on a quiet machine (measured,
+    docs/performance.md "Threads"); a core left free keeps the loss small either way. The same rule holds for
+    the vmapped init-time path, whose ``bmm`` over seeds is larger: splitting its small elementwise ops and
+    reductions over threads costs more than the bmm gains; there ``auto`` uses the other cores for building
+    the next pass's models instead."""
     setting = check_threads(setting)
-    if setting == "auto":
-        return 1 if width is not None and width <= SMALL_WIDTH else None
-    return setting
+    if setting != "auto":
+        return setting
+    if width is not None and width <= SMALL_WIDTH:
+        return 1
+    return max(1, torch.get_num_threads() - 1)
 
 
 def probe_spec(cfg: DictConfig) -> ProbeSpec:
@@ -312,7 +317,7 @@ def _run_batched(cfg: DictConfig, seeds: list[int], device: torch.device, dtype:
     per_pass = seeds_per_pass(len(seeds), depth, width, batch, d_in, dtype.itemsize,
                               samples=min(spec.alignment_samples, batch) if spec.alignment else 0)
     chunks = [seeds[i : i + per_pass] for i in range(0, len(seeds), per_pass)]
-    threads = choose_threads(cfg.runtime.threads, width) or cores
+    threads = choose_threads(cfg.runtime.threads, width)
     workers = max(1, cores) if cfg.runtime.threads == "auto" else 1
     torch.set_num_threads(threads)
 
@@ -374,7 +379,7 @@ def run(cfg: DictConfig, writer) -> None:
     together = (optim.epochs == 0 and _pretrainer(cfg) is None and reparametrization(cfg.norm.name) is None
                 and models.batches_seeds(cfg.model.name)
                 and (setting is True or (setting == "auto" and len(seeds) > 1)))
-    threads = choose_threads(cfg.runtime.threads, cfg.model.get("width")) or previous  # (the vmapped path: its own)
+    threads = choose_threads(cfg.runtime.threads, cfg.model.get("width"))  # (the vmapped path: its own)
     try:
         if optim.epochs > 0:
             writer.note(device=str(device), dtype=str(cfg.dtype), threads=threads)

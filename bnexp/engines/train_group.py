@@ -164,7 +164,7 @@ def train_stacked(cfgs: Sequence[DictConfig], writers: Sequence, device: torch.d
     runtime_cfg = cfg0.get("runtime") or {}
     every = int(runtime_cfg.get("checkpoint_every", 1))
     previous = torch.get_num_threads()
-    threads = choose_threads(runtime_cfg.get("threads", "auto"), int(cfg0.model.width)) or previous
+    threads = choose_threads(runtime_cfg.get("threads", "auto"), int(cfg0.model.width))
     torch.set_num_threads(threads)
     try:
         split = data.make_dataset(cfg0.data, seeds[0], device, dtype)  # one dataset: the group key says so
