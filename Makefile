@@ -15,7 +15,7 @@ BNEXP_REPRODUCE = $(BIN)/bnexp reproduce --scale $(SCALE)
 PAPERS := rank markov ortho depth lowrank beyond
 
 .DEFAULT_GOAL := help
-.PHONY: help venv quick paper data test lint bench bench-probe bench-train bench-lowrank bench-deep bench-threads cost-lowrank cost-paper report docs clean $(PAPERS)
+.PHONY: help venv quick paper data test lint bench bench-probe bench-train bench-lowrank bench-deep bench-threads gpu-check cost-lowrank cost-paper report docs clean $(PAPERS)
 
 help: ## list the targets, then every paper and figure target with its expected cost (from the figure registry)
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ bench-deep: venv ## deep narrow MLP training (depth L = 100, 1000, d = 100): eng
 
 bench-threads: venv ## the chain engine's thread plans (auto, 1, 2) on a quiet machine and next to a busy core
 	$(BIN)/python scripts/bench_threads.py
+
+gpu-check: venv ## every CUDA check in one command (needs an NVIDIA card): bench-deep and bench-train on CUDA, tests on the card
+	PYTHON=$(BIN)/python bash scripts/gpu_check.sh
 
 cost-lowrank: venv ## paper-scale hours of each lowrank figure, one run at a time vs stacked groups, from short measured runs
 	$(BIN)/python scripts/cost_lowrank.py

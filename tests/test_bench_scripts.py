@@ -4,13 +4,16 @@
 figures' measurements at L = 3, d = 8, B = 8 on the CPU, a couple of steps each; the plain model is the depth
 paper's network (α_ℓ = (ℓ+1)^(−0.4), orthogonal weights), checked against an explicit float64 forward.
 ``scripts/bench_threads.py`` (``make bench-threads``): each thread plan on a tiny chain and a tiny training run, and its
-competing process.
+competing process. ``scripts/gpu_check.sh`` (``make gpu-check``): without a CUDA device it reports the card stage and
+stops, saying so.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +94,13 @@ def test_bench_deep_stacked_variant_steps_every_run(deep):
     base = deep.plain_model(3, 8, 16, cpu)
     step = deep.build("stacked", base, None, x, y, batches[0], stack=3)
     _positive(deep.time_steps(step, batches, 2, cpu))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA exit; on a card the script runs for minutes")
+def test_gpu_check_stops_after_the_card_stage_without_cuda(tmp_path):
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(tmp_path)], capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable}, timeout=120)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "no CUDA device here" in done.stdout and "== card: rc 0" in done.stdout
+    assert "no CUDA device" in (tmp_path / "card.log").read_text()
+    assert not (tmp_path / "bench_deep.log").exists()
