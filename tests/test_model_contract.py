@@ -57,3 +57,12 @@ def test_a_bad_size_is_refused_naming_the_key(name):
     """``model.depth=0``: out of range for a model sized by the config, not a key of custom's (its factory sizes it)."""
     with pytest.raises(ConfigError, match=r"model\.depth"):
         models.check_config(compose(name, "+model.depth=0" if name == "custom" else "model.depth=0"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_misspelt_key_is_refused_naming_the_closest(name):
+    """``+model.dpeth=8``: refused before any model is built (not a TypeError from its constructor)."""
+    with pytest.raises(ConfigError, match=r"model\.dpeth") as err:
+        models.check_config(compose(name, "+model.dpeth=8"))
+    if name != "custom":  # custom: its own message (the factory builds the model; sizes go in model.kwargs)
+        assert "did you mean model.depth?" in str(err.value)

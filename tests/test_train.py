@@ -287,8 +287,17 @@ def test_validation_single_sample_last_minibatch_with_bn():
     with pytest.raises(ConfigError, match=r"^data\.drop_last"):
         train.validate(_cfg(*bad))
     train.validate(_cfg(*bad, "norm=none"))
+    train.validate(_cfg(*bad, "norm=layernorm"))  # a per-sample norm normalises one sample
     writer = _run(*bad, "data.drop_last=true")
     assert set(_values(writer.rows, "train_loss", step=1)) == {None}
+
+
+@pytest.mark.parametrize("norm", ["bn_torch", "bn_center", "bn_theory", "bn_nocenter", "bn_detach_var"])
+def test_validation_batch_of_one_sample_with_a_batch_norm(norm):
+    with pytest.raises(ConfigError, match=rf"^data\.batch_size=1 .*norm={norm}"):
+        train.validate(_cfg(f"norm={norm}", "data.batch_size=1", "optim.epochs=0"))
+    for per_sample in ("none", "layernorm", "rmsnorm", "weightnorm"):
+        train.validate(_cfg(f"norm={per_sample}", "data.batch_size=1", "optim.epochs=0"))
 
 
 def test_validation_batch_larger_than_width_for_isometry_gap():

@@ -72,6 +72,7 @@ from bnexp import data, metrics, runtime
 from bnexp.errors import ConfigError, check_bool, check_int, check_number, choose
 from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, custom, models, reparametrization
 from bnexp.nn.models import feature_layers  # (a model's own: the model contract in bnexp.nn.models)
+from bnexp.nn.norms import batch_statistics
 from bnexp.probe import (
     ProbeSpec,
     Stack,
@@ -174,8 +175,11 @@ def validate(cfg: DictConfig) -> None:
     if needs and cfg.model.get("width") is not None and batch > cfg.model.width:
         raise ConfigError("data.batch_size", batch, f"probe metric {needs[0]} needs data.batch_size <= "
                           f"model.width = {cfg.model.width} (n <= d), else it is identically +inf")
+    if batch == 1 and batch_statistics(cfg.norm.name):
+        raise ConfigError("data.batch_size", batch, f">= 2 with norm={cfg.norm.name}: batch norm normalises each "
+                          "feature over the minibatch and cannot normalise one sample")
     n_train = cfg.data.get("n_train")
-    if (epochs > 0 and cfg.norm.name != "none" and not cfg.data.get("drop_last", False)
+    if (epochs > 0 and batch_statistics(cfg.norm.name) and not cfg.data.get("drop_last", False)
             and optim.sampling == "shuffle" and n_train is not None and n_train % batch == 1):
         raise ConfigError("data.drop_last", False, "data.n_train % data.batch_size == 1 leaves a last "
                           "minibatch of one sample, which batch norm cannot normalise; set it true")

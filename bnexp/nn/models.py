@@ -19,9 +19,13 @@ with its default here, so that no caller names a model:
 
 from __future__ import annotations
 
+import difflib
+import inspect
+
 from omegaconf import DictConfig
 from torch import nn
 
+from bnexp.errors import ConfigError
 from bnexp.nn.alexnet import AlexNetDeep
 from bnexp.nn.attention import SelfAttentionNet
 from bnexp.nn.convnet import ConvNet
@@ -45,10 +49,27 @@ def build_model(name: str, **kwargs) -> nn.Module:
     return MODELS.get(name)(**kwargs)
 
 
+# What the engine passes to every model constructor itself (from the data, ``norm`` and ``act``), not model.* keys.
+ENGINE_ARGS = ("d_in", "d_out", "norm", "act", "norm_kwargs")
+
+
 def check_config(cfg: DictConfig) -> None:
-    """The model's ``check_config(cfg)``, else :func:`~bnexp.nn.mlp.check_sizes`; an unknown ``model.name`` raises
-    ``ConfigError("model.name", ...)``."""
-    getattr(MODELS.get(cfg.model.get("name")), "check_config", check_sizes)(cfg)
+    """The model's ``check_config(cfg)``, else :func:`~bnexp.nn.mlp.check_sizes`; then every ``model.*`` key must
+    be a keyword of the model's constructor (a misspelt ``+model.dpeth=8`` is refused here, naming the closest
+    key, not as a TypeError when the model is built). An unknown ``model.name`` raises ``ConfigError("model.name",
+    ...)``."""
+    cls = MODELS.get(cfg.model.get("name"))
+    getattr(cls, "check_config", check_sizes)(cfg)
+    params = inspect.signature(cls).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    keys = [p.name for p in params if p.name not in ENGINE_ARGS]
+    for key in cfg.model:
+        if key != "name" and key not in keys:
+            close = difflib.get_close_matches(str(key), keys, n=1)
+            hint = f"did you mean model.{close[0]}? " if close else ""
+            raise ConfigError(f"model.{key}", cfg.model[key], f"not a key of model={cfg.model.name}: {hint}its keys "
+                              f"are {', '.join(keys)}")
 
 
 def feature_layers(cfg: DictConfig) -> int:

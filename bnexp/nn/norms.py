@@ -61,6 +61,7 @@ __all__ = [
     "LayerNorm",
     "NormLayer",
     "RMSNorm",
+    "batch_statistics",
     "is_norm",
     "make_norm",
     "norm_layer",
@@ -342,6 +343,12 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
 def is_norm(module: nn.Module) -> bool:
     """Whether ``module`` is a normalisation layer (an instance of one of ``NORM_TYPES``)."""
     return isinstance(module, NORM_TYPES)
+
+
+def batch_statistics(name: str) -> bool:
+    """Whether norm ``name`` normalises each feature over the minibatch (every ``bn_*`` variant), so that it cannot
+    normalise a batch of one sample; the per-sample norms, ``weightnorm`` and ``none`` can."""
+    return not issubclass(NORMS.get(name), (nn.Identity, GroupNorm, RMSNorm))
 
 
 def reparametrization(name: str) -> Callable[[nn.Module], nn.Module] | None:
