@@ -297,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CorruptRun as err:
         print(f"bnexp: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("\nbnexp: interrupted. Finished runs are kept; the same command again redoes only the unfinished ones "
+              "(a training run resumes from its last checkpoint).", file=sys.stderr)
+        return 130
     except Exception as err:  # Hydra's own config errors: unknown group option, unknown key
         if type(err).__module__.startswith(("hydra", "omegaconf")):
             print(f"bnexp: error: {err}", file=sys.stderr)

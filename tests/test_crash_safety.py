@@ -1,6 +1,6 @@
-"""Crash safety with real processes: a sweep killed with SIGKILL part-way and run again recomputes no finished
-run, counts no half-written run as done, leaves no torn row, and ends with the figure of an uninterrupted
-sweep; two sweeps into one outputs directory at once compute every run exactly once."""
+"""Crash safety with real processes: a sweep killed with SIGKILL (or stopped by Ctrl-C) part-way and run again
+recomputes no finished run, counts no half-written run as done, leaves no torn row, and ends with the figure of an
+uninterrupted sweep; two sweeps into one outputs directory at once compute every run exactly once."""
 
 from __future__ import annotations
 
@@ -48,7 +48,10 @@ def reference(tmp_path_factory) -> Path:
     return outputs
 
 
-def test_a_sweep_killed_part_way_resumes_without_redoing_or_trusting_half_done_runs(reference, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_a_sweep_killed_part_way_resumes_without_redoing_or_trusting_half_done_runs(reference, tmp_path, sig):
+    """SIGKILL: the run being computed stays ``running`` with a dead process. Ctrl-C (SIGINT): the same, said in
+    one line (no traceback, exit status 130) and noted in run.json as ``interrupted``, not ``failed``."""
     outputs = tmp_path / "outputs"
     proc = _bnexp(outputs, "reproduce", FIGURE, "--scale", "quick")
     deadline = time.time() + 240
@@ -58,12 +61,15 @@ def test_a_sweep_killed_part_way_resumes_without_redoing_or_trusting_half_done_r
             break
         assert proc.poll() is None, "the sweep finished before it could be killed"
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.killpg(proc.pid, sig)
+    out, _ = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "bnexp: interrupted." in out and "Traceback" not in out, out
     before = {key: results.read_status(d) for key, d in _runs(outputs).items()}
     states = {key: results.run_state(d) for key, d in _runs(outputs).items()}
     assert list(states.values()).count("interrupted") == 1, states
     killed = next(key for key, s in states.items() if s == "interrupted")
+    assert before[killed]["status"] == "running" and ("interrupted" in before[killed]) == (sig == signal.SIGINT)
     done = [key for key, s in states.items() if s == "done"]
     assert len(done) >= 2
     # a half-written run is never read as a result, and figures say it is missing, not done

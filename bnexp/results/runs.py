@@ -226,6 +226,8 @@ class RunWriter:
         self.info.update(end=_now(), wall_s=round(time.time() - self._start, 3))
         if exc_type is None:
             self.info["status"] = "done"
+        elif issubclass(exc_type, KeyboardInterrupt):  # Ctrl-C: not a failure; the run stays "running" with a dead
+            self.info["interrupted"] = self.info["end"]  # process, i.e. interrupted, and the same command redoes it
         else:
             self.info["status"] = "failed"
             self.info["error"] = "".join(traceback.format_exception_only(exc_type, exc)).strip()
@@ -311,6 +313,6 @@ def run_state(directory: Path) -> str:
         lock = RunLock(directory)
         if lock.acquire(blocking=False):
             lock.release()
-            return "running" if _process_alive(info) else "interrupted"
+            return "running" if _process_alive(info) and "interrupted" not in info else "interrupted"
         return "running"
     return status if status in ("done", "failed") else "missing"
