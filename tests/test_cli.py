@@ -3,7 +3,11 @@ and bad input fails before any work with a message naming the key and the valid 
 
 from __future__ import annotations
 
+import json
+import shlex
+
 import pytest
+from omegaconf import OmegaConf
 
 from bnexp import cli, config, engines, results
 
@@ -39,6 +43,21 @@ def test_sweep_runs_an_adhoc_grid_and_skips_finished_runs(outputs, capsys):
     assert "6 run(s), 4 already done" in text and len(runs(outputs)) == 6
     df = results.load("adhoc")
     assert set(df["chain.width"]) == {4, 8, 16} and set(df["chain.gamma"]) == {1.0, float("inf")}
+
+
+def test_run_json_records_the_command_that_makes_that_run_again(outputs, capsys):
+    """``bnexp <engine> <the run's own overrides>``: a sweep's job records its point of the grid, and running
+    the recorded command finds the run done."""
+    code, text = bnexp(capsys, "sweep", *TINY[1:], "chain.width=4,8", "engine=simulate")
+    assert code == 0, text
+    for run_json in runs(outputs):
+        info = json.loads(run_json.read_text())
+        words = shlex.split(info["command"])
+        width = next(w for w in words if w.startswith("chain.width="))
+        assert words[:2] == ["bnexp", "simulate"] and width in ("chain.width=4", "chain.width=8")
+        assert width == f"chain.width={OmegaConf.load(run_json.parent / 'config.yaml').chain.width}"
+        code, text = bnexp(capsys, *words[1:])
+        assert code == 0 and "already done" in text and run_json.parent.name in text
 
 
 def test_experiment_grid_is_declared_in_its_config(outputs, capsys):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import socket
 import subprocess
 import sys
@@ -189,7 +190,7 @@ class RunWriter:
             "status": "running", "exp": str(self.cfg.exp_name), "key": self.directory.name,
             "engine": str(self.cfg.get("engine", "")), "start": _now(), "end": None, "wall_s": None,
             "device": self.device, "host": socket.gethostname(), "pid": os.getpid(),
-            "command": " ".join(sys.argv), "versions": _versions(), "git_commit": _git_commit(),
+            "command": _command(self.cfg), "versions": _versions(), "git_commit": _git_commit(),
         }
         self._write_info()
         return self
@@ -233,6 +234,18 @@ class RunWriter:
             self.info["error"] = "".join(traceback.format_exception_only(exc_type, exc)).strip()
         self._write_info()
         return False
+
+
+def _command(cfg: DictConfig) -> str:
+    """The command that computes this run again: ``bnexp <engine> <the run's own overrides>`` when Hydra composed
+    it (a sweep's job or a figure's run: its own point of the grid, not the whole sweep), else the process's
+    command line as typed."""
+    from hydra.core.hydra_config import HydraConfig
+
+    engine = cfg.get("engine")
+    if engine and HydraConfig.initialized():
+        return " ".join(["bnexp", str(engine), *(shlex.quote(o) for o in HydraConfig.get().overrides.task)])
+    return " ".join(shlex.quote(a) for a in ["bnexp", *sys.argv[1:]])
 
 
 class RunLock:
