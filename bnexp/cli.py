@@ -197,6 +197,8 @@ def cmd_data(ns: argparse.Namespace) -> int:
     from bnexp.data import obtain, vision
 
     _data_root(ns)
+    if not ns.names:
+        print(f"[bnexp] finding the datasets that the {ns.scale}-scale figures read …", flush=True)
     names = ns.names or sorted({name for fig in _figures(["all"]) for name in fig.datasets(ns.scale)})
     for name in names:
         if name not in vision.SPECS:

@@ -16,6 +16,7 @@ import pytest
 from figure_checks import reproduce_and_check
 
 from bnexp import cli, engines, figures
+from bnexp.data import vision
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = figures.all_figures()
@@ -64,6 +65,9 @@ def test_every_scale_composes_and_validates(fig_id, scale):
         assert configs, f"{fig_id} [{name}] composes no run at {scale}"
         for cfg in configs:
             engines.validate(cfg)
+    # the datasets read, from one config per data choice, are those of every run
+    every = {cfg.data.name for grid in grids.values() for cfg in grid.configs() if "data" in cfg}
+    assert fig.datasets(scale) == sorted(every & set(vision.SPECS))
 
 
 def inventory_ids(text: str) -> list[str]:

@@ -71,6 +71,13 @@ class RunGrid:
             _COMPOSED[key] = composed
         return _COMPOSED[key]
 
+    def data_configs(self) -> list:
+        """One composed config per value of the grid's data keys (``data=…``, ``data.*``): what a question about
+        the data (which datasets the runs read) needs, without composing every run of the grid."""
+        grid = {k: vs for k, vs in self.full_grid().items() if k.lstrip("+~").split(".")[0] == "data"}
+        engine = engines.for_experiment(self.exp).config_name
+        return [config.compose(engine, self.fixed_overrides() + combo) for combo in config.expand_grid(grid)]
+
 
 _COMPOSED: dict[tuple, list] = {}  # RunGrid.configs, per grid command and environment
 
@@ -203,7 +210,7 @@ class Figure:
         """The real datasets (``data.name`` of a torchvision format) the runs at ``scale`` read."""
         from bnexp.data import vision
 
-        names = {cfg.data.name for grid in self.grids(scale).values() for cfg in grid.configs()
+        names = {cfg.data.name for grid in self.grids(scale).values() for cfg in grid.data_configs()
                  if "data" in cfg and cfg.data.get("name") in vision.SPECS}
         return sorted(names)
 
