@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from collections.abc import Iterable
 from numbers import Integral, Real
 from typing import Any
@@ -12,7 +14,8 @@ class ConfigError(ValueError):
     """A configuration value is impossible or unknown.
 
     The message always names the offending key and value and, where there is a finite set of valid
-    values, lists them, e.g. ``chain.norm='bn_foo' is not valid; choose one of: bn_center, bn_theory, none``.
+    values, lists them in natural order (fig2 before fig10), after the closest one to a mistyped string, e.g.
+    ``chain.norm='bn_thoery' is not valid; did you mean bn_theory? choose one of: bn_center, bn_theory, none``.
     """
 
     def __init__(self, key: str, value: Any, expected: str | Iterable[Any] | None = None):
@@ -22,9 +25,23 @@ class ConfigError(ValueError):
         elif isinstance(expected, str):
             msg = f"{key}={value!r} is not valid: {expected}"
         else:
-            choices = ", ".join(str(c) for c in sorted(expected, key=str))
-            msg = f"{key}={value!r} is not valid; choose one of: {choices}"
+            choices = sorted((str(c) for c in expected), key=_natural)
+            msg = f"{key}={value!r} is not valid; {_closest(value, choices)}choose one of: {', '.join(choices)}"
         super().__init__(msg)
+
+
+def _natural(text: str) -> list:
+    """Sort key reading digit runs as numbers: rank/fig2 < rank/fig10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part]
+
+
+def _closest(value: Any, choices: list[str]) -> str:
+    """``did you mean X? `` for the choice closest to a mistyped string value (case ignored), else nothing."""
+    if not isinstance(value, str):
+        return ""
+    lower = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(value.lower(), list(lower), n=1, cutoff=0.75)
+    return f"did you mean {lower[close[0]]}? " if close else ""
 
 
 def choose(key: str, value: Any, registry: Iterable[Any]) -> Any:
