@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bnexp import engines, launch
-from bnexp.errors import ConfigError, CorruptRun
+from bnexp.errors import ConfigError, CorruptRun, check_int
 
 HYDRA_COMMANDS = (*engines.ENGINES, "sweep")
 
@@ -133,7 +133,8 @@ def _launcher_args(ns: argparse.Namespace, overrides: Sequence[str] = ()) -> lis
     if overrides and not ns.launcher:
         raise ConfigError("override", overrides[0], "hydra.launcher settings need --launcher")
     launcher.extend(overrides)
-    if ns.jobs:
+    if ns.jobs is not None:
+        check_int("--jobs", ns.jobs, 1)
         if ns.launcher != "joblib":
             raise ConfigError("--jobs", ns.jobs, "needs --launcher joblib (other launchers take "
                               "hydra.launcher.* settings in their config group)")
@@ -215,6 +216,9 @@ def cmd_report(ns: argparse.Namespace) -> int:
     from bnexp.report import write_report
 
     path = write_report()
+    if not any((path.parent.parent / "figures").glob("*/*.claims.json")):
+        print(f"[bnexp] no figure has been reproduced under {path.parent.parent} (BNEXP_OUTPUTS) yet: the report "
+              "lists every figure as not run; `bnexp reproduce <id>` makes one", file=sys.stderr)
     print(f"[bnexp] report → {path}")
     return 0
 

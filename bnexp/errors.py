@@ -66,16 +66,17 @@ def check_int(key: str, value: Any, minimum: int = 1) -> int:
 
 
 def check_number(key: str, value: Any, lo: float = -math.inf, hi: float = math.inf, *, inf_ok: bool = False,
-                 open_lo: bool = False) -> float:
-    """``value`` as a float if it is a real number (not a bool, not nan) in [lo, hi] (or (lo, hi] with
-    ``open_lo``), finite unless ``inf_ok``; else :class:`ConfigError` naming the interval."""
+                 open_lo: bool = False, open_hi: bool = False) -> float:
+    """``value`` as a float if it is a real number (not a bool, not nan) in [lo, hi] (an end excluded with
+    ``open_lo`` / ``open_hi``), finite unless ``inf_ok``; else :class:`ConfigError` naming the interval."""
     ok = isinstance(value, Real) and not isinstance(value, bool) and not math.isnan(value)
-    ok = ok and (lo < value if open_lo else lo <= value) and value <= hi and (inf_ok or not math.isinf(value))
+    ok = ok and (lo < value if open_lo else lo <= value) and (value < hi if open_hi else value <= hi)
+    ok = ok and (inf_ok or not math.isinf(value))
     if not ok:
         if math.isinf(hi):
             rule = f"must be a number {'>' if open_lo else '≥'} {lo:g}" + ("" if inf_ok else " (finite)")
         else:
-            rule = f"must be a number in {'(' if open_lo else '['}{lo:g}, {hi:g}]"
+            rule = f"must be a number in {'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
         raise ConfigError(key, value, rule)
     return float(value)
 

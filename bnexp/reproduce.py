@@ -82,7 +82,8 @@ def missing_data(fig, scale: str, attempted: dict, log: Callable[[str], None]) -
                 found = vision.find(vision.SPECS[name], Path(key[1]))
                 if found is None and key[2]:
                     found = obtain.obtain(name, key[1], use_apt=False, download=True, log=log)
-                attempted[key] = None if found is not None else f"{name}: get it with `{obtain.hint(name, key[1])}`"
+                attempted[key] = None if found is not None else (f"{name}: get it with `{obtain.hint(name, key[1])}`"
+                                                                 f"{obtain.hint_note(name, key[1])}")
             if attempted[key] and attempted[key] not in missing:
                 missing.append(attempted[key])
     return missing

@@ -100,6 +100,9 @@ def test_simulate_bad_values_fail_before_any_work(outputs, capsys, args, needles
     (["model.width=0"], ["model.width"]),
     (["+exp=no_such_exp"], ["no_such_exp", "rank_width"]),
     (["runtime.threads=-1"], ["runtime.threads=-1"]),
+    (["optim.momentum=1"], ["optim.momentum=1", "[0, 1)"]),
+    (["+model.dpeth=3"], ["model.dpeth=3", "did you mean model.depth?"]),
+    (["data.batch_size=1"], ["data.batch_size=1", "norm=bn_torch", "one sample"]),
 ])
 def test_train_bad_values_fail_before_any_work(outputs, capsys, args, needles):
     code, text = bnexp(capsys, "train", *args)
@@ -130,6 +133,26 @@ def test_plot_with_missing_runs_names_them_and_the_command(outputs, capsys):
 def test_unknown_figure_lists_the_figures(capsys):
     code, text = bnexp(capsys, "plot", "fig99")
     assert code == 2 and "rank/fig3" in text and "markov/table1" in text
+    assert text.index("rank/fig2,") < text.index("rank/fig3,") < text.index("rank/fig10,")  # natural order
+    code, text = bnexp(capsys, "reproduce", "ortho/Fig1", "--dry-run")
+    assert code == 2 and "did you mean ortho/fig1?" in text
+
+
+def test_jobs_must_be_a_positive_count(capsys):
+    code, text = bnexp(capsys, "reproduce", "fig2", "--launcher", "joblib", "--jobs", "0", "--dry-run")
+    assert code == 2 and "--jobs=0" in text and "≥ 1" in text
+
+
+def test_plot_at_a_scale_without_runs_points_to_the_scale_that_has_them(outputs, capsys):
+    code, text = bnexp(capsys, "reproduce", "fig2", "--scale", "smoke")
+    assert code == 0, text
+    code, text = bnexp(capsys, "plot", "fig2")  # the default scale, quick: no runs
+    assert code == 1 and "Its runs at scale smoke are all done: bnexp plot rank/fig2 --scale smoke" in text
+
+
+def test_report_of_an_empty_outputs_folder_says_nothing_was_reproduced(outputs, capsys):
+    code, text = bnexp(capsys, "report")
+    assert code == 0 and f"no figure has been reproduced under {outputs}" in text
 
 
 def test_figures_lists_every_figure(capsys):

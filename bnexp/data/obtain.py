@@ -59,12 +59,18 @@ def _apt_install(package: str, prefix: list[str]) -> str:
 
 
 def hint(name: str, root: Path | str) -> str:
-    """The one command that gets dataset ``name`` onto this machine, for messages."""
-    spec = vision.SPECS[name]
+    """The one command that gets dataset ``name`` onto this machine, for messages (:func:`hint_note` says what it
+    needs)."""
     if name in APT_PACKAGES:
         return f"sudo apt-get install {APT_PACKAGES[name]}"
-    return (f"bnexp data {name} --data-root {root} (needs a network; offline, copy torchvision's files into "
-            f"{spec.candidates(Path(root))[0]})")
+    return f"bnexp data {name} --data-root {root}"
+
+
+def hint_note(name: str, root: Path | str) -> str:
+    """What :func:`hint`'s command needs, in parentheses after it ("" for an apt package)."""
+    if name in APT_PACKAGES:
+        return ""
+    return f" (needs a network; offline, copy torchvision's files into {vision.SPECS[name].candidates(Path(root))[0]})"
 
 
 def obtain(name: str, root: Path | str, *, use_apt: bool = True, download: bool = True,
@@ -99,5 +105,6 @@ def obtain(name: str, root: Path | str, *, use_apt: bool = True, download: bool 
             log(f"{name}: downloaded to {found}")
             return found
         reasons.append(f"download {reason or 'finished without the files'}")
-    log(f"{name}: not available ({'; '.join(reasons) or 'not on disk'}). Get it with: {hint(name, root)}")
+    log(f"{name}: not available ({'; '.join(reasons) or 'not on disk'}). "
+        f"Get it with: {hint(name, root)}{hint_note(name, root)}")
     return None

@@ -98,7 +98,7 @@ class OptimSpec:
         lr = check_number("optim.lr", optim.get("lr"), 0.0, open_lo=True)
         momentum = 0.0
         if name == "sgd":
-            momentum = check_number("optim.momentum", optim.get("momentum", 0.0), 0.0)
+            momentum = check_number("optim.momentum", optim.get("momentum", 0.0), 0.0, 1.0, open_hi=True)
         weight_decay = check_number("optim.weight_decay", optim.get("weight_decay", 0.0), 0.0)
         betas, eps = (0.9, 0.999), 1e-8
         if name == "adam":
