@@ -485,7 +485,7 @@ def test_training_is_reproducible_on_the_cpu(outputs):
     ("runtime.keep_checkpoint=maybe", "runtime.keep_checkpoint", "True"),
     ("probe.alignment=maybe", "probe.alignment", "True"),
     ("probe.alignment_samples=1", "probe.alignment_samples", "≥ 2"),
-    ("optim.momentum=-1", "optim.momentum", "≥ 0"),
+    ("optim.momentum=-1", "optim.momentum", "[0, 1)"),
 ])
 def test_validation_names_the_key(override, key, mentions):
     with pytest.raises(ConfigError) as err:

@@ -132,7 +132,7 @@ class MissingRuns(RuntimeError):
         lines.append(f"  bnexp reproduce {figure.id} --scale {scale}")
         lines.append("or run the sweeps directly:")
         lines.extend(f"  {cmd}" for cmd in figure.commands(scale))
-        complete = [s for s in SCALES if s != scale and not figure.status(s)[1]]
+        complete = [s for s in SCALES if s != scale and s in figure.runs and not figure.status(s)[1]]
         if complete:  # the user may have made another scale's runs and forgotten --scale
             lines.append(f"Its runs at scale {', '.join(complete)} are all done: bnexp plot {figure.id} "
                          f"--scale {complete[0]}")
