@@ -309,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as err:  # Hydra's own config errors: unknown group option, unknown key
         if type(err).__module__.startswith(("hydra", "omegaconf")):
-            print(f"bnexp: error: {err}", file=sys.stderr)
+            text = str(err).split("\nConfig search path:")[0]  # (where Hydra looked: noise for a mistyped option)
+            print(f"bnexp: error: {text}", file=sys.stderr)
             return 2
         raise
 

@@ -61,7 +61,9 @@ def _split(batch, y):
                               "(then no y= argument)")
         batch, y = batch
     if not isinstance(batch, torch.Tensor) or batch.dim() < 1 or len(batch) < 2:
-        raise ConfigError("batch", type(batch).__name__, "a tensor of at least 2 samples along dim 0")
+        shown = f"tensor of shape {tuple(batch.shape)}" if isinstance(batch, torch.Tensor) else type(batch).__name__
+        raise ConfigError("batch", shown, "a tensor of at least 2 samples along dim 0 (the metrics are of the batch's "
+                          "n × d matrix of features)")
     if y is not None and (not isinstance(y, torch.Tensor) or y.shape[:1] != batch.shape[:1]):
         raise ConfigError("y", type(y).__name__, f"a tensor of {len(batch)} labels (one per sample of the batch)")
     return batch, y

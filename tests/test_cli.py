@@ -204,3 +204,12 @@ def test_an_error_inside_a_run_is_one_clear_line(outputs, capsys, monkeypatch):
     assert cli.main(["train", "model.depth=2", "optim.epochs=0", "n_seeds=1"]) == 2
     err = capsys.readouterr().err
     assert "bnexp: error: data.root='nowhere'" in err and "Traceback" not in err
+
+
+def test_an_lr_search_says_which_rate_it_kept(outputs, capsys):
+    code, text = bnexp(capsys, "train", "model.depth=2", "model.width=8", "data.n_train=64", "data.n_test=32",
+                       "optim.epochs=1", "optim.lr_grid=[0.001,0.1]")
+    assert code == 0, text
+    (run_json,) = runs(outputs)
+    chosen = json.loads(run_json.read_text())["lr_search"]["0"]["chosen_lr"]
+    assert f"[bnexp] adhoc seed=0: lr {chosen:g} of [0.001, 0.1], final train loss" in text

@@ -277,5 +277,10 @@ def train_all(cfg: DictConfig, writer, networks: Networks, *, seeds: list[int], 
             notes.setdefault("lr_search", {})[str(seed)] = {
                 "grid": list(grid), "final_train_loss": finals, "chosen_lr": grid[best], "chosen_index": best}
             writer.note(lr_search=notes["lr_search"])
+            edge = " (an end of the grid: widen it)" if best in (0, len(grid) - 1) and len(grid) > 2 else ""
+            if runtime_cfg.get("progress", True):
+                loss = "nan" if finals[best] is None else f"{finals[best]:.4g}"
+                tqdm.write(f"[bnexp] {cfg.exp_name} seed={seed}: lr {grid[best]:g} of {list(grid)}, final train loss "
+                           f"{loss}{edge}")
     if path is not None and not keep:
         checkpoint.remove(path)
