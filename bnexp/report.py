@@ -80,6 +80,11 @@ def _outcomes(root: Path) -> dict[str, dict]:
     return known
 
 
+# The captions describe the paper and quick scales; smoke runs are the test suite's shrink of the quick setup.
+_SMOKE = ("<i>(the smoke scale shrinks the quick setup described here further, for the tests: fewer layers, seeds or "
+          "steps, as its runs' commands below show)</i> ")
+
+
 def write_report(root: Path | None = None) -> Path:
     """Write ``<outputs>/report/index.html`` from the plotted figures; returns its path."""
     from bnexp.figures import all_figures
@@ -112,7 +117,7 @@ def write_report(root: Path | None = None) -> Path:
         status = "pass" if ok == n else "fail"
         first_fail = next((c["statement"] for c in rec["claims"] if not c["passed"]), "")
         meta = rec.get("meta") or {}
-        wall = f"{meta['wall_s']:.0f} s" if meta else "-"
+        wall = ("< 1 s" if meta["wall_s"] < 0.5 else f"{meta['wall_s']:.0f} s") if meta else "-"
         rows.append(f"<tr><td><a href='#{anchor}'>{_e(fig.id)}</a></td><td>{_e(fig.title)}</td><td>{rec['scale']}</td>"
                     f"<td><span class='status {status}'>{status}</span></td><td class=num>{ok}/{n}</td>"
                     f"<td class=num>{wall}</td><td>{_e(first_fail)}</td></tr>")
@@ -125,7 +130,8 @@ def write_report(root: Path | None = None) -> Path:
         sections.append(
             f"<section id='{anchor}'><h2>{_e(fig.id)} — {_e(fig.title)}{alias}</h2>"
             f"<p><img alt='{_e(fig.id)}' src='data:image/png;base64,{image}'></p>{quoted}"
-            f"<p><b>Our setup ({rec['scale']} scale):</b> {_e(rec['caption'])}</p>"
+            f"<p><b>Our setup ({rec['scale']} scale):</b> {_SMOKE if rec['scale'] == 'smoke' else ''}"
+            f"{_e(rec['caption'])}</p>"
             f"{_claims_table(rec['claims'])}"
             f"<p><b>Regenerate:</b> <code>bnexp reproduce {_e(fig.id)} --scale {rec['scale']}</code> "
             f"(from saved runs only: <code>bnexp plot {_e(fig.id)} --scale {rec['scale']}</code>). Its runs:<br>"

@@ -64,6 +64,7 @@ def test_the_report_holds_each_figure_its_captions_claims_command_and_run_metada
         assert label and quoted[:60] in section.replace("&#x27;", "'")  # the paper's caption, quoted
         assert "data:image/png;base64," in section  # the plot, embedded: one self-contained file
         assert f"bnexp reproduce {fig_id} --scale smoke" in section
+        assert "the smoke scale shrinks the quick setup described here further" in section  # captions: quick's
         record = json.loads(fig.output_stem().with_suffix(".claims.json").read_text())
         assert section.count("<tr class=pass>") == len(record["claims"])  # each claim with paper, ours, rule
         meta = record["meta"]
