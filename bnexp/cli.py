@@ -76,11 +76,14 @@ def cmd_plot(ns: argparse.Namespace) -> int:
         raise ConfigError(given[0], getattr(ns, given[0][2:]), "goes with --exp NAME (a sweep's own plot), "
                           "not with figure ids")
     failed = 0
-    for fig in _figures(ns.figures):
+    chosen = _figures(ns.figures)
+    for fig in chosen:
         try:
             plot_figure(fig, ns.scale)
         except (MissingRuns, CorruptRun) as err:
             print(f"bnexp: {err}", file=sys.stderr)
+            if isinstance(err, MissingRuns) and len(chosen) <= 3 and (hint := err.other_scales()):
+                print(hint, file=sys.stderr)
             failed += 1
     return 1 if failed else 0
 

@@ -25,7 +25,9 @@ class ConfigError(ValueError):
         elif isinstance(expected, str):
             msg = f"{key}={value!r} is not valid: {expected}"
         else:
-            choices = sorted((str(c) for c in expected), key=_natural)
+            items = list(expected)
+            numeric = all(isinstance(c, Real) and not isinstance(c, bool) for c in items)
+            choices = [str(c) for c in sorted(items)] if numeric else sorted((str(c) for c in items), key=_natural)
             msg = f"{key}={value!r} is not valid; {_closest(value, choices)}choose one of: {', '.join(choices)}"
         super().__init__(msg)
 

@@ -27,9 +27,9 @@ from bnexp import config, engines, results, runtime
 from bnexp.errors import ConfigError
 
 
-def run_one(cfg: DictConfig, *, force: bool = False) -> str:
+def run_one(cfg: DictConfig, *, force: bool = False, command: str | None = None) -> str:
     """Validate and execute one composed config in its run directory (its engine: ``cfg.engine``); returns the
-    directory."""
+    directory. ``command``: the one that makes this run again, for its run.json."""
     engine = engines.validate(cfg)
     device = str(runtime.resolve_device(cfg.get("runtime", {}).get("device", "auto"), engine.prefers_cuda))
 
@@ -38,7 +38,8 @@ def run_one(cfg: DictConfig, *, force: bool = False) -> str:
         print(f"[bnexp] {cfg.exp_name}/{directory.name}: being computed by {who}; waiting for it", flush=True)
 
     start = time.time()
-    directory, outcome = results.execute(cfg, engine.run, device=device, force=force, on_wait=waiting)
+    directory, outcome = results.execute(cfg, engine.run, device=device, force=force, on_wait=waiting,
+                                         command=command)
     took = f" in {time.time() - start:.1f}s" if outcome == "done" else " (already done)"
     print(f"[bnexp] {cfg.exp_name}/{directory.name}: {outcome}{took} → {directory}", flush=True)
     return str(directory)
@@ -54,8 +55,10 @@ def hydra_main(config_name: str, args: Sequence[str], multirun: bool) -> None:
 
     @hydra.main(config_path=str(config.config_dir()), config_name=config_name, version_base="1.3")
     def task(cfg: DictConfig) -> str | None:
-        try:
-            return run_one(cfg)
+        from hydra.core.hydra_config import HydraConfig
+
+        try:  # the job's own overrides (a sweep's point of the grid), not the whole sweep's
+            return run_one(cfg, command=results.run_command(config_name, HydraConfig.get().overrides.task))
         except ConfigError as err:  # a user error found inside a run (e.g. dataset files missing): no traceback
             if multirun:
                 print(f"[bnexp] {cfg.exp_name}: failed: {err}", file=sys.stderr, flush=True)
@@ -176,7 +179,9 @@ def launch(command: str, args: list[str]) -> list[RunOutcome]:
                 outputs = "'" + outputs.replace("\\", "\\\\").replace("'", "\\'") + "'"
             args = [*args, f"paths.outputs={outputs}"]
         if command == "sweep" and engine.name == "train" and _basic_launcher(args):
-            _train_groups(cfgs, directories)
+            outputs_arg = [a for a in args if a.startswith("paths.outputs=")][-1:]
+            commands = [results.run_command(engine.name, [*o, *outputs_arg]) for o in runs]
+            _train_groups(cfgs, directories, commands)
         hydra_main(engine.config_name, args, multirun=command == "sweep")
     outcomes = []
     for overrides, directory in zip(runs, directories):
@@ -192,17 +197,19 @@ def _basic_launcher(args: Sequence[str]) -> bool:
     return not chosen or chosen[-1] == "basic"
 
 
-def _train_groups(cfgs: Sequence[DictConfig], directories: Sequence[Path]) -> None:
+def _train_groups(cfgs: Sequence[DictConfig], directories: Sequence[Path], commands: Sequence[str]) -> None:
     """Train the sweep's stackable runs group by group as one model each (:mod:`bnexp.engines.train_group`). A
-    group that fails is reported and its runs are left to the per-run jobs that follow, which redo them."""
+    group that fails is reported and its runs are left to the per-run jobs that follow, which redo them.
+    ``commands[i]`` makes run i again (its run.json)."""
     from bnexp.engines import train_group
 
+    command_of = dict(zip(directories, commands))
     for members in train_group.plan(list(zip(cfgs, directories))):
         differ = ", ".join(f"lr={m.optim.lr:g} wd={m.optim.weight_decay:g}" for m, _ in members)
         print(f"[bnexp] {members[0][0].exp_name}: {len(members)} runs as one stacked model ({differ})", flush=True)
         start = time.time()
         try:
-            computed = train_group.run_group(members)
+            computed = train_group.run_group(members, command_of)
         except Exception as err:  # the group's runs are marked failed; their own jobs come next and redo them
             traceback.print_exc()
             print(f"[bnexp] stacked group failed ({_first_line(err)}); its runs go one at a time", file=sys.stderr,
@@ -224,7 +231,8 @@ def report_sweep(outcomes: Sequence[RunOutcome]) -> int:
     for o in bad:
         why = (o.error or "").strip().splitlines()
         reason = why[-1] if why else {"missing": "the job ended before the run started (see the launcher's log)",
-                                      "interrupted": "its process died part-way (rerun the sweep to redo it)",
+                                      "interrupted": "its process died or was stopped part-way (rerun the sweep to "
+                                                     "redo it)",
                                       "running": "still being computed by another process"}.get(o.state, "")
         print(f"  {o.state:11s} {o.directory}  {' '.join(o.overrides)}\n              {reason}", file=sys.stderr)
     return 1

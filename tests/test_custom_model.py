@@ -197,3 +197,8 @@ def test_resnet18_stages_through_measure():
     h = last.flatten(1).double().numpy()  # (16, 512·1·1)
     lam = np.linalg.eigvalsh(h.T @ h / 16)
     assert df[(df.metric == "soft_rank") & (df.layer == 3)].value.item() == np.sum(lam * 512 / lam.sum() >= 0.5)
+
+
+def test_the_batch_norm_batch_rules_do_not_apply_to_a_factorys_model(factory):
+    """norm=bn_torch is custom's placeholder (the factory builds its own layers): a batch of one is not refused."""
+    train.validate(config.compose("train", custom_args("mlp", "data.batch_size=1", "optim.epochs=0")))

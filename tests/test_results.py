@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 
 import pytest
 from omegaconf import OmegaConf
@@ -69,6 +70,41 @@ def test_failed_and_dead_runs_are_rerun_and_failures_keep_the_prefix(outputs):
     (directory / "run.json").write_text(json.dumps(info))
     assert results.execute(cfg, _engine)[1] == "done"
     assert len(results.read_metrics(directory)) == 8
+
+
+def test_a_ctrl_c_leaves_the_run_interrupted_and_the_next_call_redoes_it(outputs):
+    """Ctrl-C is no failure: the run stays running with ``interrupted`` noted, run_state says interrupted, and a
+    later execute redoes it even while the interrupted process lives on (a notebook kernel survives Ctrl-C)."""
+    cfg = _cfg(outputs=str(outputs))
+
+    def stopped(c, writer):
+        writer.append([(0, 0, None, "r", 1.0)])
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        results.execute(cfg, stopped)
+    directory = results.run_dir(cfg)
+    info = results.read_status(directory)
+    assert info["status"] == "running" and info["interrupted"] and "error" not in info
+    assert results.run_state(directory) == "interrupted"
+    alive = subprocess.Popen(["sleep", "30"])  # another live process of this host held the run
+    try:
+        (directory / "run.json").write_text(json.dumps({**info, "pid": alive.pid}))
+        assert results.run_state(directory) == "interrupted"
+        assert results.execute(cfg, _engine)[1] == "done"
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_run_json_command_is_the_one_given_else_the_command_line(outputs):
+    cfg = _cfg(outputs=str(outputs))
+    command = results.run_command("simulate", ["chain.width=8", "x='a b'"])
+    assert command == "bnexp simulate chain.width=8 'x='\"'\"'a b'\"'\"''"
+    directory, _ = results.execute(cfg, _engine, command=command)
+    assert results.read_status(directory)["command"] == command
+    directory, _ = results.execute(_cfg(width=16, outputs=str(outputs)), _engine)
+    assert results.read_status(directory)["command"].startswith("bnexp")
 
 
 def test_load_joins_flattened_config_and_filters(outputs):

@@ -9,11 +9,13 @@ import importlib.util
 import json
 import math
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from bnexp import cli, config, results
 from bnexp.engines import train_group
@@ -67,6 +69,10 @@ def test_a_stacked_sweep_writes_the_runs_of_one_at_a_time(exp, tmp_path, capsys,
         info = json.loads((directory / "run.json").read_text())
         assert info["status"] == "done" and info["stacked"].startswith("one model of 4 runs")
         assert not (directory / results.CHECKPOINT).exists()
+        cfg = OmegaConf.load(directory / "config.yaml")  # its own point of the grid, not the whole sweep
+        words = shlex.split(info["command"])
+        assert words[:2] == ["bnexp", "train"] and f"optim.lr={cfg.optim.lr:g}" in words
+        assert f"optim.weight_decay={cfg.optim.weight_decay:g}" in words and "optim.lr=0.05,0.1" not in words
     for directory in _runs(tmp_path / "alone").values():
         assert "stacked" not in json.loads((directory / "run.json").read_text())
 
@@ -121,9 +127,8 @@ def test_a_killed_group_resumes_as_a_group_or_run_by_run(then, tmp_path, capsys,
     monkeypatch.setenv("BNEXP_OUTPUTS", str(killed))
     with monkeypatch.context() as m:
         _interrupt_after(m, 2)
-        with pytest.raises(KeyboardInterrupt):
-            cli.main(["sweep", *args])
-    capsys.readouterr()
+        assert cli.main(["sweep", *args]) == 130  # Ctrl-C: one line, the runs left to resume
+    assert "bnexp: interrupted." in capsys.readouterr().err
     for directory in _runs(killed).values():
         assert (directory / results.CHECKPOINT).exists()
         assert results.read_metrics(directory)["step"].max() == 2

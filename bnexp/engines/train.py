@@ -175,11 +175,12 @@ def validate(cfg: DictConfig) -> None:
     if needs and cfg.model.get("width") is not None and batch > cfg.model.width:
         raise ConfigError("data.batch_size", batch, f"probe metric {needs[0]} needs data.batch_size <= "
                           f"model.width = {cfg.model.width} (n <= d), else it is identically +inf")
-    if batch == 1 and batch_statistics(cfg.norm.name):
+    batch_norm = batch_statistics(cfg.norm.name) and models.norm_from_config(cfg.model.name)
+    if batch == 1 and batch_norm:
         raise ConfigError("data.batch_size", batch, f">= 2 with norm={cfg.norm.name}: batch norm normalises each "
                           "feature over the minibatch and cannot normalise one sample")
     n_train = cfg.data.get("n_train")
-    if (epochs > 0 and batch_statistics(cfg.norm.name) and not cfg.data.get("drop_last", False)
+    if (epochs > 0 and batch_norm and not cfg.data.get("drop_last", False)
             and optim.sampling == "shuffle" and n_train is not None and n_train % batch == 1):
         raise ConfigError("data.drop_last", False, "data.n_train % data.batch_size == 1 leaves a last "
                           "minibatch of one sample, which batch norm cannot normalise; set it true")

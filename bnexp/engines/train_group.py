@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -122,11 +122,12 @@ def plan(runs: Sequence[tuple[DictConfig, Path]]) -> list[list[tuple[DictConfig,
     return [members for members in groups.values() if len(members) > 1]
 
 
-def run_group(members: Sequence[tuple[DictConfig, Path]]) -> list[Path]:
+def run_group(members: Sequence[tuple[DictConfig, Path]], commands: Mapping[Path, str] | None = None) -> list[Path]:
     """Train ``members`` (one group of :func:`plan`) as one stacked model, each in its run directory under its
-    lock; returns the directories it computed. Runs another process holds, or that are done meanwhile, are left
-    out; with fewer than two left nothing is done (the per-run path takes them). An error marks every run of the
-    group failed (rows already written stay) and propagates."""
+    lock (``commands[directory]``: the command recorded in its run.json); returns the directories it computed.
+    Runs another process holds, or that are done meanwhile, are left out; with fewer than two left nothing is
+    done (the per-run path takes them). An error marks every run of the group failed (rows already written stay)
+    and propagates."""
     taken = []
     for cfg, directory in members:
         lock = results.RunLock(directory)
@@ -143,7 +144,8 @@ def run_group(members: Sequence[tuple[DictConfig, Path]]) -> list[Path]:
             return []
         device = resolve_device(taken[0][0].runtime.get("device", "auto"), prefer_cuda=True)
         with ExitStack() as stack:
-            writers = [stack.enter_context(results.RunWriter(d, cfg, device=str(device), resume=resume))
+            writers = [stack.enter_context(results.RunWriter(d, cfg, device=str(device), resume=resume,
+                                                             command=(commands or {}).get(d)))
                        for cfg, d, resume, _ in taken]
             train_stacked([cfg for cfg, *_ in taken], writers, device)
         return [d for _, d, _, _ in taken]

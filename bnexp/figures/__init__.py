@@ -132,8 +132,14 @@ class MissingRuns(RuntimeError):
         lines.append(f"  bnexp reproduce {figure.id} --scale {scale}")
         lines.append("or run the sweeps directly:")
         lines.extend(f"  {cmd}" for cmd in figure.commands(scale))
-        complete = [s for s in SCALES if s != scale and s in figure.runs and not figure.status(s)[1]]
-        if complete:  # the user may have made another scale's runs and forgotten --scale
-            lines.append(f"Its runs at scale {', '.join(complete)} are all done: bnexp plot {figure.id} "
-                         f"--scale {complete[0]}")
         super().__init__("\n".join(lines))
+
+    def other_scales(self) -> str:
+        """A line naming the figure's other scales whose runs are all done (the user may have made them and
+        left out --scale), or "". Composes those scales' grids: seconds, so only for figures named one by one."""
+        complete = [s for s in SCALES if s != self.scale and s in self.figure.runs
+                    and not self.figure.status(s)[1]]
+        if not complete:
+            return ""
+        return (f"Its runs at scale {', '.join(complete)} are all done: "
+                f"bnexp plot {self.figure.id} --scale {complete[0]}")

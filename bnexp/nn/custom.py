@@ -114,6 +114,7 @@ class CustomModel(Hooked):
     """
 
     BATCH_SEEDS = False
+    NORM_FROM_CONFIG = False  # the factory builds its own layers: norm=bn_torch is a placeholder
 
     @staticmethod
     def check_config(cfg: DictConfig) -> None:

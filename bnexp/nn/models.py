@@ -14,7 +14,9 @@ with its default here, so that no caller names a model:
   plus the class's ``EXTRA_FEATURE_LAYERS`` (VGG, ResNet: the pooled features; AlexNetDeep: its stem too);
   custom gives a lower bound, its hooked calls being counted at the first probe;
 * ``BATCH_SEEDS`` (class attribute): whether init-time seeds may be probed together in vmapped passes (default
-  True; custom: False, one model at a time).
+  True; custom: False, one model at a time);
+* ``NORM_FROM_CONFIG`` (class attribute): whether the model's norm layers are the config's ``norm`` (default True;
+  custom: False, the factory builds its own), so that the batch-size rules of a batch norm apply.
 """
 
 from __future__ import annotations
@@ -84,3 +86,8 @@ def feature_layers(cfg: DictConfig) -> int:
 def batches_seeds(name: str) -> bool:
     """Whether model ``name``'s init-time seeds may be probed together in vmapped passes (``BATCH_SEEDS``)."""
     return getattr(MODELS.get(name), "BATCH_SEEDS", True)
+
+
+def norm_from_config(name: str) -> bool:
+    """Whether model ``name`` builds its norm layers from the config's ``norm`` (``NORM_FROM_CONFIG``)."""
+    return getattr(MODELS.get(name), "NORM_FROM_CONFIG", True)

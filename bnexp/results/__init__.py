@@ -36,6 +36,7 @@ from bnexp.results.runs import (
     key_config,
     outputs_root,
     read_status,
+    run_command,
     run_dir,
     run_key,
     run_state,
@@ -44,5 +45,5 @@ from bnexp.results.spectra import load_spectra
 
 __all__ = ["CHECKPOINT", "COLUMNS", "DATA_KEY_EXCLUDED", "KEY_EXCLUDED", "LOCK", "MemoryWriter", "Row", "RunLock",
            "RunWriter", "execute", "flatten", "is_done", "key_config", "load", "load_runs", "load_spectra",
-           "outputs_root", "read_metrics", "read_status", "run_config", "run_dir", "run_key", "run_metadata",
-           "run_state"]
+           "outputs_root", "read_metrics", "read_status", "run_command", "run_config", "run_dir", "run_key",
+           "run_metadata", "run_state"]

@@ -159,12 +159,16 @@ class RunWriter:
     """Writes one run directory: ``config.yaml``, ``run.json`` and an appendable ``metrics.csv``.
 
     Use as a context manager; leaving the block normally marks the run done, an exception marks it failed
-    (and re-raises). Rows already appended stay on disk either way.
+    (and re-raises), Ctrl-C (KeyboardInterrupt) leaves it running with ``interrupted`` noted. Rows already
+    appended stay on disk either way. ``command``: what run.json records as the command that makes this run
+    again (the launcher knows the run's own overrides); by default the process's command line.
     """
 
-    def __init__(self, directory: Path, cfg: DictConfig, *, device: str = "cpu", resume: bool = False):
+    def __init__(self, directory: Path, cfg: DictConfig, *, device: str = "cpu", resume: bool = False,
+                 command: str | None = None):
         self.directory = Path(directory)
         self.cfg = cfg
+        self.command = command
         self.device = device
         self.resume = resume  # keep metrics.csv as it is: the engine resumes from a checkpoint and truncates it
         self._file = None
@@ -190,7 +194,8 @@ class RunWriter:
             "status": "running", "exp": str(self.cfg.exp_name), "key": self.directory.name,
             "engine": str(self.cfg.get("engine", "")), "start": _now(), "end": None, "wall_s": None,
             "device": self.device, "host": socket.gethostname(), "pid": os.getpid(),
-            "command": _command(self.cfg), "versions": _versions(), "git_commit": _git_commit(),
+            "command": self.command or " ".join(shlex.quote(a) for a in ["bnexp", *sys.argv[1:]]),
+            "versions": _versions(), "git_commit": _git_commit(),
         }
         self._write_info()
         return self
@@ -236,16 +241,9 @@ class RunWriter:
         return False
 
 
-def _command(cfg: DictConfig) -> str:
-    """The command that computes this run again: ``bnexp <engine> <the run's own overrides>`` when Hydra composed
-    it (a sweep's job or a figure's run: its own point of the grid, not the whole sweep), else the process's
-    command line as typed."""
-    from hydra.core.hydra_config import HydraConfig
-
-    engine = cfg.get("engine")
-    if engine and HydraConfig.initialized():
-        return " ".join(["bnexp", str(engine), *(shlex.quote(o) for o in HydraConfig.get().overrides.task)])
-    return " ".join(shlex.quote(a) for a in ["bnexp", *sys.argv[1:]])
+def run_command(engine: str, overrides: Iterable[str]) -> str:
+    """``bnexp <engine> <overrides>``, each override quoted for a shell: the command that makes one run again."""
+    return " ".join(["bnexp", engine, *(shlex.quote(o) for o in overrides)])
 
 
 class RunLock:
@@ -280,7 +278,8 @@ class RunLock:
 
 
 def execute(cfg: DictConfig, engine: Callable[[DictConfig, RunWriter], None], *, device: str = "cpu",
-            force: bool = False, on_wait: Callable[[Path, dict | None], None] | None = None) -> tuple[Path, str]:
+            force: bool = False, on_wait: Callable[[Path, dict | None], None] | None = None,
+            command: str | None = None) -> tuple[Path, str]:
     """Run ``engine(cfg, writer)`` in the run directory of ``cfg`` unless that run is already done.
 
     Returns ``(directory, outcome)`` with outcome ``"skipped"`` (done before, by us or by a process we waited
@@ -304,11 +303,12 @@ def execute(cfg: DictConfig, engine: Callable[[DictConfig, RunWriter], None], *,
         if info and not force:
             if info.get("status") == "done":
                 return directory, "skipped"
-            if info.get("status") == "running" and _process_alive(info) and info.get("pid") != os.getpid():
+            if (info.get("status") == "running" and _process_alive(info) and info.get("pid") != os.getpid()
+                    and "interrupted" not in info):  # (Ctrl-C'd in a process that lives on: redo it)
                 return directory, "skipped"  # a live run on this host whose lock we could not see (no flock)
         resume = (bool(info) and not force and (directory / CHECKPOINT).exists()
                   and (directory / "metrics.csv").exists())
-        with RunWriter(directory, cfg, device=device, resume=resume) as writer:
+        with RunWriter(directory, cfg, device=device, resume=resume, command=command) as writer:
             engine(cfg, writer)
     finally:
         lock.release()
@@ -317,7 +317,7 @@ def execute(cfg: DictConfig, engine: Callable[[DictConfig, RunWriter], None], *,
 
 def run_state(directory: Path) -> str:
     """``done``, ``failed``, ``running`` (a live process holds the run), ``interrupted`` (left running by a
-    process that is gone) or ``missing`` (no ``run.json``)."""
+    process that is gone, or stopped by Ctrl-C) or ``missing`` (no ``run.json``)."""
     info = read_status(directory)
     if not info:
         return "missing"
