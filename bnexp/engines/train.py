@@ -70,9 +70,8 @@ from tqdm.auto import tqdm
 
 from bnexp import data, metrics, runtime
 from bnexp.errors import ConfigError, check_bool, check_int, check_number, choose
-from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, build_model, custom, models, reparametrization
+from bnexp.nn import ACTIVATIONS, INITS, MODELS, NORMS, batch_statistics, build_model, custom, models, reparametrization
 from bnexp.nn.models import feature_layers  # (a model's own: the model contract in bnexp.nn.models)
-from bnexp.nn.norms import batch_statistics
 from bnexp.probe import (
     ProbeSpec,
     Stack,
@@ -98,14 +97,11 @@ SMALL_WIDTH = 256  # runtime.threads=auto: one BLAS thread up to this width (sma
 
 
 def choose_threads(setting, width: int | None) -> int:
-    """Torch threads for ``runtime.threads``: an int as given; ``auto`` → 1 for width ≤ 256 (tiny matmuls
-    are far faster on one thread), else all of the process's threads but one (one on a 2-core machine). BLAS
-    threads on every core wait for the slowest: with one other busy process each matmul of a width-512 MLP ran
-    3.7–10× slower on 2 threads than on one, against 1.6× faster on a quiet machine (measured,
-    docs/performance.md "Threads"); a core left free keeps the loss small either way. The same rule holds for
-    the vmapped init-time path, whose ``bmm`` over seeds is larger: splitting its small elementwise ops and
-    reductions over threads costs more than the bmm gains; there ``auto`` uses the other cores for building
-    the next pass's models instead."""
+    """Torch threads for ``runtime.threads``: an int as given; ``auto`` → 1 for width ≤ 256 (tiny matmuls are
+    far faster on one thread), else all of the process's threads but one (one on 2 cores): BLAS threads on every
+    core wait for the slowest, 2.1–3.2× slower next to one busy process, against ≤ 1.5× faster on a quiet machine
+    (docs/performance.md "Threads"). The vmapped init-time path follows the same rule and builds the next
+    pass's models on the other cores."""
     setting = check_threads(setting)
     if setting != "auto":
         return setting
