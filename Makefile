@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv and install bnexp with its dev tools
 
-quick: venv ## every figure at quick scale (CPU, ≈ 17 min on 2 cores): gets its data, prints a summary, writes the report
+quick: venv ## every figure at quick scale (CPU, ≈ 17–23 min on 2 cores): gets its data, prints a summary, writes the report
 	-$(BIN)/bnexp data --scale $(SCALE)
 	$(BNEXP_REPRODUCE) all $(REPRODUCE_ARGS); status=$$?; $(BIN)/bnexp report && exit $$status
 
